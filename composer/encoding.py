@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .music import MAX_BAR_TICKS, MAX_DURATION, Melody, Meter, MusicError, Note
+from .music import MAX_BAR_TICKS, MAX_DURATION, Melody, Meter, MusicError, Note, nearest_shift
 
 ENCODER_VERSION = 1
 """Bump when the meaning of a token or a stream changes; it keys the ingest cache."""
@@ -112,12 +112,15 @@ def build_duration_vocab(counts: Counter, min_count: int = DEFAULT_MIN_DURATION_
     return kept
 
 
-def snap_durations(durations: Sequence[int], allowed: Sequence[int]) -> list[int]:
+def snap_durations(durations: Sequence[int], allowed: Sequence[int], bar_ticks: int = 0,
+                   start: int = 0) -> list[int]:
     """Replace durations not in `allowed` so that every note boundary outside the changed run,
-    and so every barline, stays exactly where it was.
+    and every barline, stays exactly where it was.
 
     A run of out-of-vocabulary notes is re-timed by dynamic programming to allowed durations
-    with the same total, minimising how far each onset moves. If a run cannot be filled with
+    with the same total, minimising how far each onset moves; moving a note boundary that lies
+    on a barline (given `bar_ticks` and the first note's position `start`) is not allowed, so
+    the position-in-bar stream never drifts. If a run cannot be filled with
     the same number of notes, it grows by a neighbour at a time. Raises MusicError if even the
     whole tune cannot be expressed.
     """
@@ -136,7 +139,10 @@ def snap_durations(durations: Sequence[int], allowed: Sequence[int]) -> list[int
             hi = bad[i]
         i += 1
         while True:
-            fitted = _fit_run(out[lo:hi + 1], allowed_sorted)
+            origin = start + sum(out[:lo])
+            fixed = [bool(bar_ticks) and (origin + t) % bar_ticks == 0
+                     for t in np.cumsum(out[lo:hi + 1])]
+            fitted = _fit_run(out[lo:hi + 1], allowed_sorted, fixed)
             if fitted is not None:
                 out[lo:hi + 1] = fitted
                 break
@@ -152,8 +158,9 @@ def snap_durations(durations: Sequence[int], allowed: Sequence[int]) -> list[int
     return out
 
 
-def _fit_run(durs: list[int], allowed: list[int]) -> list[int] | None:
-    """Allowed durations, as many as `durs`, with the same sum and onsets moved least."""
+def _fit_run(durs: list[int], allowed: list[int], fixed: list[bool]) -> list[int] | None:
+    """Allowed durations, as many as `durs`, with the same sum and onsets moved least;
+    note ends marked `fixed` (barlines) may not move at all."""
     total = sum(durs)
     targets = np.cumsum(durs)
     n = len(durs)
@@ -170,6 +177,8 @@ def _fit_run(durs: list[int], allowed: list[int]) -> list[int] | None:
                 c2 = c + d
                 if c2 + remaining * allowed[0] > total:
                     break
+                if fixed[k] and c2 != targets[k]:
+                    continue
                 w = v + abs(c2 - targets[k])
                 if w < new.get(c2, inf):
                     new[c2] = w
@@ -243,7 +252,8 @@ def encode(melody: Melody, vocab: Vocab, snap: bool = True) -> EncodedTune:
     if any(d <= 0 for d in ticks):
         raise MusicError("a note has zero or negative duration")
     if snap:
-        ticks = snap_durations(ticks, vocab.durations)
+        ticks = snap_durations(ticks, vocab.durations, melody.meter.bar_ticks,
+                               melody.start_position)
         pitches = fit_pitch_range([n.pitch for n in at_c.notes], vocab.pitch_low, vocab.pitch_high)
     else:
         pitches = [n.pitch for n in at_c.notes]
@@ -268,8 +278,9 @@ def decode(enc: EncodedTune, vocab: Vocab, tonic: int | None = None, tempo: floa
     pickup = (meter.bar_ticks - enc.start) % meter.bar_ticks
     mel = Melody(notes=notes, meter=meter, tonic=0, mode=enc.mode, pickup=pickup, tempo=tempo,
                  title=title, style=enc.style)
-    target = enc.tonic if tonic is None else tonic
-    return mel.to_tonic(target)
+    if tonic is None:  # undo encode's shift exactly (a tritone shift is ambiguous in direction)
+        return mel.transpose(-nearest_shift(enc.tonic, 0))
+    return mel.to_tonic(tonic)
 
 
 def streams(durations: np.ndarray, pitches: np.ndarray, positions: np.ndarray,

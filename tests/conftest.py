@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny melodies and a tiny dataset built inline, no corpus needed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from composer.dataset import Dataset
+from composer.encoding import Vocab, build_duration_vocab, count_durations, encode
+from composer.music import Melody, Meter, Note
+
+# (meter, rhythm patterns of one bar in ticks)
+_BAR_PATTERNS = {
+    "6/8": [[12] * 6, [24, 12, 24, 12], [36, 36], [12, 12, 12, 24, 12]],
+    "4/4": [[12] * 8, [24] * 4, [24, 12, 12, 24, 24], [36, 12, 24, 24], [48, 48]],
+    "3/4": [[24] * 3, [12, 12, 24, 24], [48, 24], [36, 12, 24]],
+}
+
+
+def make_tune(rng: random.Random, meter: str, mode: str, style: str, bars: int = 8,
+              tonic: int = 0, pickup: bool = False) -> Melody:
+    """A plausible little tune: stepwise motion in the mode's scale, ending on the tonic."""
+    from composer.music import MODE_STEPS
+
+    steps = MODE_STEPS[mode]
+    scale = [60 + tonic + o * 12 + s for o in (-1, 0, 1) for s in steps]
+    m = Meter.parse(meter)
+    idx = 7
+    notes: list[Note] = []
+    pick = 0
+    if pickup:
+        pick = m.bar_ticks // 3 if m.bar_ticks % 3 == 0 else m.bar_ticks // 4
+        notes.append(Note(scale[idx - 1], pick))
+    for b in range(bars):
+        pattern = rng.choice(_BAR_PATTERNS[meter])
+        if pickup and b == bars - 1:
+            pattern = [m.bar_ticks - pick]
+        for i, d in enumerate(pattern):
+            idx = max(1, min(len(scale) - 2, idx + rng.choice([-2, -1, -1, 1, 1, 2, 0])))
+            last = b == bars - 1 and i == len(pattern) - 1
+            pitch = scale[7] if last else (None if rng.random() < 0.03 else scale[idx])
+            notes.append(Note(pitch, d))
+    return Melody(notes=notes, meter=m, tonic=tonic % 12, mode=mode, pickup=pick, style=style,
+                  title=f"{style} {meter} {mode}")
+
+
+def make_tunes(n: int = 60, seed: int = 0) -> list[Melody]:
+    rng = random.Random(seed)
+    tunes = []
+    for i in range(n):
+        meter = ["6/8", "4/4", "3/4"][i % 3]
+        mode = ["major", "minor", "dorian"][(i // 3) % 3]
+        style = ["jigs", "airs"][(i // 9) % 2]
+        tunes.append(make_tune(rng, meter, mode, style, bars=rng.choice([4, 8, 8, 16]),
+                               tonic=rng.randrange(12), pickup=rng.random() < 0.3))
+    return tunes
+
+
+def build_dataset(tunes: list[Melody]) -> Dataset:
+    vocab = Vocab(durations=build_duration_vocab(count_durations(tunes), min_count=1),
+                  meters=sorted({str(t.meter) for t in tunes}), modes=sorted({t.mode for t in tunes}),
+                  styles=sorted({t.style for t in tunes}))
+    encoded = [encode(t, vocab) for t in tunes]
+    split = [0 if i % 10 < 8 else (1 if i % 10 == 8 else 2) for i in range(len(tunes))]
+    info = [{"title": t.title, "source": "tests", "number": i + 1, "style": t.style,
+             "meter": str(t.meter), "mode": t.mode, "key": t.key_name()} for i, t in enumerate(tunes)]
+    return Dataset.from_tunes(encoded, vocab, split, tunes=info)
+
+
+@pytest.fixture(scope="session")
+def tiny_tunes() -> list[Melody]:
+    return make_tunes()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_path(tmp_path_factory, tiny_tunes) -> str:
+    """A tiny dataset file (60 synthetic tunes, 3 meters, 3 modes, 2 styles)."""
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    build_dataset(tiny_tunes).save(path)
+    return str(path)
