@@ -79,3 +79,15 @@ def tiny_dataset_path(tmp_path_factory, tiny_tunes) -> str:
     path = tmp_path_factory.mktemp("data") / "tiny.npz"
     build_dataset(tiny_tunes).save(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_dataset_path) -> str:
+    """A tiny dual model (2x32 GRU, a few epochs on tiny_dataset_path): its folder."""
+    from composer.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    train(TrainConfig(data=tiny_dataset_path, out=str(out), hidden=32, epochs=6, batch_size=8,
+                      lr=1e-2, dropout=0.0, seed=0, device="cpu", precision="fp32"),
+          log=lambda _msg: None)
+    return str(out)

@@ -1,0 +1,184 @@
+"""Sampler speed: one-tune latency, batched throughput against the matmul bound, CLI wall time.
+
+    python benchmarks/sample_speed.py [--model DIR] [--runs 30] [--bars 32] [--count 64]
+
+Without --model it uses the shipped model if there is one, else a default-size dual model
+(2 x 256 GRU per network) with random weights whose duration head favours eighth notes, so a
+tune has a realistic number of notes. Prints one table; --json prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from composer.checkpoint import LoadedModel, default_model_dir, load_model, save_model
+from composer.encoding import Vocab
+from composer.model import ModelConfig, build_model
+from composer.music import MODES
+from composer.sample import ComposeRequest, Composer, SamplingOptions
+
+FOLK_DURATIONS = [3, 4, 6, 8, 9, 12, 16, 18, 24, 30, 32, 36, 42, 48, 60, 64, 72, 84, 96, 120, 144,
+                  192]
+FOLK_METERS = ["2/2", "2/4", "3/2", "3/4", "3/8", "4/4", "6/8", "9/8", "12/8"]
+
+
+def random_model() -> LoadedModel:
+    """A default-size dual model with random weights and a folk-like vocabulary."""
+    torch.manual_seed(0)
+    vocab = Vocab(durations=FOLK_DURATIONS, meters=FOLK_METERS, modes=list(MODES),
+                  styles=["essen", "oneills", "ryans", "nottingham", "other"])
+    cfg = ModelConfig(n_durations=vocab.n_durations, n_pitches=vocab.n_pitches,
+                      n_positions=vocab.n_positions, n_meters=len(vocab.meters),
+                      n_modes=len(vocab.modes), n_styles=len(vocab.styles))
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # about 8 notes a bar in 4/4, as in reels
+        model.dur_head.bias[vocab.duration_token(12)] += 4.0
+        model.dur_head.bias[vocab.duration_token(24)] += 2.0
+    return LoadedModel(model, cfg, vocab, {})
+
+
+def percentile(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs), q))
+
+
+def latency(composer: Composer, bars: int, meter: str, runs: int) -> dict:
+    times, notes = [], []
+    for seed in range(runs + 3):
+        req = ComposeRequest(bars=bars, meter=meter, key="D", sampling=SamplingOptions(seed=seed))
+        t0 = time.perf_counter()
+        comp = composer.compose(req)
+        dt = time.perf_counter() - t0
+        if seed >= 3:  # warm-up: first-use allocations and the rhythm table
+            times.append(dt)
+            notes.append(len(comp.melody.notes))
+    p50 = percentile(times, 50)
+    return {"p50_ms": p50 * 1e3, "p90_ms": percentile(times, 90) * 1e3,
+            "notes": statistics.mean(notes), "us_per_note": p50 / statistics.mean(notes) * 1e6}
+
+
+def throughput(composer: Composer, bars: int, meter: str, count: int) -> dict:
+    """Notes/s of compose_many(count), and the bound set by the same matmuls alone."""
+    req = ComposeRequest(bars=bars, meter=meter, key="D", sampling=SamplingOptions(seed=0))
+    composer.compose_many(req, count)
+    best, notes = float("inf"), 0
+    for seed in range(3):
+        req.sampling.seed = seed
+        t0 = time.perf_counter()
+        comps = composer.compose_many(req, count)
+        dt = time.perf_counter() - t0
+        if dt < best:
+            best, notes = dt, sum(len(c.melody.notes) for c in comps)
+            steps = max(len(c.melody.notes) for c in comps) + 1
+    out = {"count": count, "notes": notes, "seconds": best, "notes_per_s": notes / best}
+    fused = composer._fused
+    if fused is not None:  # every matmul of one step, plain, at the same batch size
+        mats = fused.r_mats + fused.m_mats
+        hs = [torch.randn(count, w.shape[0]) for w, _ in mats]
+        outs = [torch.empty(count, w.shape[1]) for w, _ in mats]
+        with torch.inference_mode():
+            for _ in range(20):
+                for (w, b), h, o in zip(mats, hs, outs):
+                    torch.addmm(b, h, w, out=o)
+            reps = max(50, steps)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                for (w, b), h, o in zip(mats, hs, outs):
+                    torch.addmm(b, h, w, out=o)
+            per_step = (time.perf_counter() - t0) / reps
+        out.update(steps=steps, matmul_us_per_step=per_step * 1e6,
+                   bound_notes_per_s=count / per_step,
+                   efficiency=notes / best / (count / per_step),
+                   efficiency_same_steps=(steps * per_step) / best)
+    return out
+
+
+def cli_wall(model_dir: str, bars: int, runs: int = 5) -> dict:
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            cmd = [sys.executable, "-m", "composer", "compose", "--model", model_dir, "--bars",
+                   str(bars), "--seed", str(i), "-o", str(Path(tmp) / "x.mid")]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    return {"p50_s": percentile(times, 50), "min_s": min(times)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="model folder (default: the shipped model, else random)")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--bars", type=int, default=32)
+    ap.add_argument("--meter", default="4/4")
+    ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    ap.add_argument("--skip-naive", action="store_true", help="skip the eager reference")
+    ap.add_argument("--skip-cli", action="store_true", help="skip the command-line wall time")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = args.model
+    if model_dir is None:
+        try:
+            shipped = default_model_dir()
+        except ModuleNotFoundError:  # a source tree that is not installed
+            shipped = None
+        model_dir = str(shipped) if shipped and (shipped / "config.json").is_file() else None
+    tmp = None
+    if model_dir:
+        loaded, source = load_model(model_dir), model_dir
+    else:
+        loaded, source = random_model(), "random weights, default size"
+        tmp = tempfile.TemporaryDirectory()
+        model_dir = tmp.name
+        save_model(model_dir, loaded.model, loaded.cfg, loaded.vocab)
+    composer = Composer(loaded)
+    cfg = loaded.cfg
+    report = {"model": source, "size": f"{cfg.arch} {cfg.layers}x{cfg.hidden} {cfg.cell}",
+              "threads": torch.get_num_threads(), "bars": args.bars, "meter": args.meter}
+    report["latency"] = latency(composer, args.bars, args.meter, args.runs)
+    if not args.skip_naive:
+        naive = Composer(loaded)
+        naive._fused = None  # the model's own rhythm_step / melody_step
+        report["latency_naive"] = latency(naive, args.bars, args.meter, max(5, args.runs // 5))
+    report["throughput"] = throughput(composer, args.bars, args.meter, args.count)
+    if not args.skip_cli:
+        report["cli"] = cli_wall(model_dir, args.bars)
+    if tmp is not None:
+        tmp.cleanup()
+    if args.json:
+        print(json.dumps(report))
+        return
+    lat, thr = report["latency"], report["throughput"]
+    print(f"model: {report['model']} ({report['size']}), torch threads {report['threads']}")
+    print(f"compose {args.bars} bars of {args.meter}, one tune (target p50 <= 15 ms):")
+    print(f"  fused   p50 {lat['p50_ms']:7.2f} ms  p90 {lat['p90_ms']:7.2f} ms  "
+          f"{lat['notes']:.0f} notes  {lat['us_per_note']:.1f} us/note")
+    if "latency_naive" in report:
+        nv = report["latency_naive"]
+        print(f"  eager   p50 {nv['p50_ms']:7.2f} ms  p90 {nv['p90_ms']:7.2f} ms  "
+              f"{nv['notes']:.0f} notes  {nv['us_per_note']:.1f} us/note")
+    print(f"batch of {thr['count']} (target >= 80% of the matmul bound):")
+    print(f"  {thr['notes_per_s']:,.0f} notes/s ({thr['notes']} notes in {thr['seconds']:.3f} s)")
+    if "bound_notes_per_s" in thr:
+        print(f"  matmul bound {thr['bound_notes_per_s']:,.0f} notes/s "
+              f"({thr['matmul_us_per_step']:.0f} us/step): {thr['efficiency']:.0%}; "
+              f"at the same {thr['steps']} steps: {thr['efficiency_same_steps']:.0%}")
+    if "cli" in report:
+        print(f"composer compose -o x.mid, wall incl. start and load (target <= 2.5 s): "
+              f"p50 {report['cli']['p50_s']:.2f} s, min {report['cli']['min_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Save and load models without pickle: weights in model.safetensors, everything else in config.json.
+
+config.json holds the model config, the vocabularies, the sha256 of the weights file, and
+whatever the trainer adds (hyper-parameters, data file hash, metrics). Every write is atomic
+(a temp file in the same folder, then os.replace), and loading checks every file it reads,
+so a truncated, corrupted, tampered-with or pickled checkpoint gives a CheckpointError
+naming the file instead of a crash or, worse, running code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .encoding import Vocab
+from .model import ModelConfig, build_model
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+FORMAT = "composer-model"
+FORMAT_VERSION = 1
+# Files that torch.save / pickle write: never loaded, since unpickling can run code.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, truncated, corrupted, inconsistent or unsafe."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module  # in eval mode, on the requested device
+    cfg: ModelConfig
+    vocab: Vocab
+    config: dict  # the whole config.json
+
+
+# --- atomic files ----------------------------------------------------------------------------
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to `path` via a temp file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary file
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _looks_pickled(head: bytes) -> bool:
+    # pickle protocol 2+ starts with 0x80; torch.save writes a zip archive ("PK").
+    return head[:1] == b"\x80" or head[:2] == b"PK"
+
+
+def read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    return path.read_bytes()
+
+
+def _unreadable(path: Path, data: bytes, reason: object) -> CheckpointError:
+    """The error for a file that did not parse: a pickle gets its own message."""
+    if _looks_pickled(data[:2]):
+        return CheckpointError(f"{path} is a pickle/torch.save file; refusing to load it "
+                               "(unpickling can run code)")
+    return CheckpointError(f"{path} is truncated or corrupted ({reason})")
+
+
+def parse_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise _unreadable(path, data, e) from None
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> bytes:
+    """Write tensors as safetensors, atomically; returns the bytes written."""
+    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    write_atomic(path, data)
+    return data
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu"
+                 ) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    tensors = parse_tensors(path, read_bytes(path))
+    return {k: v.to(device) for k, v in tensors.items()}
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    data = read_bytes(path)
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _unreadable(path, data, f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    return obj
+
+
+# --- models ----------------------------------------------------------------------------------
+def save_model(directory: str | os.PathLike, model: torch.nn.Module, cfg: ModelConfig,
+               vocab: Vocab, extra: dict | None = None) -> None:
+    """Write model.safetensors then config.json (each atomic) into `directory`.
+
+    config.json records the weights' sha256, so a weights file from another save, or one
+    corrupted later, is detected on load. `extra` (JSON-able) is merged into config.json.
+    """
+    directory = Path(directory)
+    state = {k: v for k, v in model.state_dict().items()}
+    weights = save_tensors(directory / WEIGHTS, state)
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "weights_sha256": hashlib.sha256(weights).hexdigest(),
+              "model": cfg.to_dict(), "vocab": vocab.to_dict()}
+    for k, v in (extra or {}).items():
+        config.setdefault(k, v)
+    write_json(directory / CONFIG, config)
+
+
+def _check_vocab(cfg: ModelConfig, vocab: Vocab, path: Path) -> None:
+    pairs = [("durations", cfg.n_durations, vocab.n_durations),
+             ("pitches", cfg.n_pitches, vocab.n_pitches),
+             ("positions", cfg.n_positions, vocab.n_positions),
+             ("meters", cfg.n_meters, len(vocab.meters)), ("modes", cfg.n_modes, len(vocab.modes)),
+             ("styles", cfg.n_styles, len(vocab.styles))]
+    for name, n_model, n_vocab in pairs:
+        if n_model != n_vocab:
+            raise CheckpointError(f"{path}: the model has {n_model} {name} but the vocabulary "
+                                  f"has {n_vocab}")
+
+
+def read_config(directory: str | os.PathLike) -> tuple[dict, ModelConfig, Vocab]:
+    """Parse and validate config.json: (whole config, model config, vocabulary)."""
+    path = Path(directory) / CONFIG
+    config = read_json(path)
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a composer model config (format "
+                              f"{config.get('format')!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer version (format "
+                              f"{config['format_version']}); please upgrade composer")
+    try:
+        cfg = ModelConfig.from_dict(config["model"])
+        vocab = Vocab.from_dict(config["vocab"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has an invalid model or vocab section ({e})") from None
+    _check_vocab(cfg, vocab, path)
+    return config, cfg, vocab
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model saved by save_model; raises CheckpointError naming the bad file."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"model directory not found: {directory}")
+    weights_path = directory / WEIGHTS
+    if not weights_path.exists():
+        pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(f"{directory / pickles[0]} is a pickle-format file; refusing to "
+                                  f"load it (pickle can run code); expected {WEIGHTS}")
+        raise CheckpointError(f"checkpoint file not found: {weights_path}")
+    config, cfg, vocab = read_config(directory)
+    data = read_bytes(weights_path)
+    tensors = parse_tensors(weights_path, data)
+    expected = config.get("weights_sha256")
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(f"{weights_path} is corrupted or does not belong to "
+                              f"{directory / CONFIG} (sha256 mismatch)")
+    model = build_model(cfg)
+    want = model.state_dict()
+    missing = sorted(set(want) - set(tensors))
+    unexpected = sorted(set(tensors) - set(want))
+    if missing or unexpected:
+        raise CheckpointError(f"{weights_path} does not match {CONFIG}: missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}")
+    for k, v in want.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{weights_path} does not match {directory / CONFIG}: {k} has "
+                                  f"shape {list(tensors[k].shape)} but the config implies "
+                                  f"{list(v.shape)}")
+    model.load_state_dict(tensors)
+    model.to(device).eval()
+    return LoadedModel(model, cfg, vocab, config)
+
+
+def default_model_dir() -> Path:
+    """The shipped default model: folder models/folk, installed as package data composer.models."""
+    return Path(str(importlib.resources.files("composer.models") / "folk"))

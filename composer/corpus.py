@@ -1,0 +1,494 @@
+"""Ingest tune sources (music21 collections, folders, files) into a dataset file: parallel, cached, split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import formats
+from .dataset import SPLITS, Dataset
+from .encoding import ENCODER_VERSION, Vocab, build_duration_vocab, encode
+from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
+
+EXTENSIONS = (".mid", ".midi", ".abc", ".xml", ".mxl", ".musicxml", ".krn")
+DEFAULT_COLLECTIONS = ("oneills1850", "ryansMammoth", "essenFolksong", "airdsAirs", "miscFolk")
+COLLECTION_PREFIX = "music21:"
+
+
+class CorpusError(ValueError):
+    """A source that cannot be ingested: unknown collection, or nothing to read in it."""
+
+
+@dataclass
+class IngestOptions:
+    """Filters and work split of an ingest; the defaults are what `composer ingest` uses."""
+
+    min_notes: int = 8  # fewer sounding notes: "too short"
+    max_notes: int = 2000  # more notes (rests included): "too long"
+    min_meter_tunes: int = 10  # a meter with fewer kept tunes is "rare meter" ...
+    rare_meter_share: float = 0.05  # ... unless it holds at least this share of a small corpus
+    min_duration_count: int = 5  # duration vocabulary threshold (lowered for tiny corpora)
+    split_percent: tuple[int, int, int] = (90, 5, 5)  # train / valid / test
+    split_key_notes: int = 16  # notes of the opening that key the split
+    abc_chunk_tunes: int = 24  # tunes per work unit when a big ABC file is divided
+
+
+@dataclass
+class SourceFile:
+    """One file to read, with the names it is known by in the dataset."""
+
+    path: Path
+    source: str  # e.g. 'music21:oneills1850/0001-0050.abc' or 'jigs/tune.abc'
+    style: str
+
+
+@dataclass
+class _Record:
+    """Running state of one ingest."""
+
+    skipped: Counter = field(default_factory=Counter)
+    tunes_read: int = 0
+    log: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
+        self.tunes_read += 1
+        self.skipped[reason] += 1
+        self.log.append(f"skipped {where}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+def collection_names() -> list[str]:
+    """Names of the music21 corpus collections (folders of its core corpus)."""
+    from music21 import common
+
+    root = Path(common.getCorpusFilePath())
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def resolve_sources(sources: list[str], style: str | None = None) -> list[SourceFile]:
+    """Expand SOURCE arguments into files; FileNotFoundError / CorpusError for bad ones."""
+    files: list[SourceFile] = []
+    for src in sources or [COLLECTION_PREFIX + c for c in DEFAULT_COLLECTIONS]:
+        if src.startswith(COLLECTION_PREFIX):
+            files += _collection_files(src[len(COLLECTION_PREFIX):], style)
+            continue
+        path = Path(src)
+        if path.is_file():
+            files.append(SourceFile(path, path.name, style or path.resolve().parent.name))
+        elif path.is_dir():
+            label = style or path.resolve().name
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+            files += [SourceFile(p, p.relative_to(path).as_posix(), label) for p in found]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {src}")
+    return files
+
+
+def _collection_files(name: str, style: str | None) -> list[SourceFile]:
+    from music21 import corpus
+
+    paths = [Path(str(p)) for p in corpus.getComposer(name)] if name else []
+    paths = sorted(p for p in paths if p.suffix.lower() in EXTENSIONS)
+    if not paths:
+        raise CorpusError(f"unknown music21 collection {name!r}; valid collections: "
+                          f"{', '.join(collection_names())}")
+    root = paths[0].parent
+    while not all(root in p.parents for p in paths):
+        root = root.parent
+    return [SourceFile(p, f"{COLLECTION_PREFIX}{name}/{p.relative_to(root).as_posix()}", style or name)
+            for p in paths]
+
+
+# --- parsing in worker processes -------------------------------------------------------------
+
+def reader_fingerprint() -> str:
+    """Part of every cache key: the encoder version and the reader code (a change re-parses)."""
+    h = hashlib.sha256()
+    for module in (formats, sys.modules[Melody.__module__]):
+        h.update(Path(module.__file__).read_bytes())
+    version = getattr(formats, "FORMATS_VERSION", getattr(formats, "READER_VERSION", 0))
+    return f"enc{ENCODER_VERSION}-fmt{version}-{h.hexdigest()[:16]}"
+
+
+def tune_to_dict(t: "formats.ParsedTune") -> dict:
+    """A ParsedTune as plain JSON-able data (what the cache stores and workers send back)."""
+    m = t.melody
+    mel = None if m is None else {
+        "pitches": [n.pitch for n in m.notes], "durations": [n.duration for n in m.notes],
+        "meter": str(m.meter), "tonic": m.tonic, "mode": m.mode, "pickup": m.pickup,
+        "tempo": m.tempo, "title": m.title}
+    return {"number": t.number, "title": t.title, "error": t.error, "detail": t.detail, "melody": mel}
+
+
+def melody_from_dict(d: dict, style: str) -> Melody:
+    notes = [Note(p, dur) for p, dur in zip(d["pitches"], d["durations"])]
+    return Melody(notes=notes, meter=Meter.parse(d["meter"]), tonic=int(d["tonic"]), mode=d["mode"],
+                  pickup=int(d["pickup"]), tempo=float(d["tempo"]), title=d["title"], style=style)
+
+
+def parse_units(units: list[tuple[int, str, bytes]]) -> list[tuple[int, list[dict]]]:
+    """Worker entry point: read each (unit id, file name, bytes) with formats.read_tunes."""
+    out = []
+    for uid, name, data in units:
+        try:
+            tunes = [tune_to_dict(t) for t in formats.read_tunes(name, data)]
+        except Exception as e:  # the reader should not raise; never let one file stop the ingest
+            tunes = [{"number": None, "title": "", "error": "parse error", "detail": _short(e),
+                      "melody": None}]
+        out.append((uid, tunes))
+    return out
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:200]
+
+
+def split_abc(data: bytes, per_chunk: int) -> list[bytes]:
+    """Divide a multi-tune ABC file into pieces of `per_chunk` tunes, each with the file header."""
+    starts = [m.start() for m in re.finditer(rb"^X:", data, re.M)]
+    if len(starts) <= per_chunk:
+        return [data]
+    header = data[:starts[0]]
+    bounds = starts[::per_chunk] + [len(data)]
+    return [header + data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def _run_units(units: list[tuple[int, str, bytes]], weights: list[int], workers: int,
+               progress: bool, on_done) -> None:
+    """Parse all units, in worker processes when that pays; on_done(unit id, tunes) for each."""
+    bar = _progress_bar(sum(weights), progress)
+    order = sorted(range(len(units)), key=lambda i: -weights[i])  # biggest first balances workers
+    batches = _batches(order, weights, workers)
+    try:
+        if workers <= 1 or len(batches) <= 1:
+            for batch in batches:
+                for uid, tunes in parse_units([units[i] for i in batch]):
+                    on_done(uid, tunes)
+                bar.update(sum(weights[i] for i in batch))
+            return
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending = {pool.submit(parse_units, [units[i] for i in b]): b for b in batches}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        batch = pending.pop(fut)
+                        try:
+                            done_units = fut.result()
+                        except BrokenProcessPool as e:  # a reader crashed the interpreter
+                            done_units = [(units[i][0], [{
+                                "number": None, "title": "", "error": "parse error",
+                                "melody": None, "detail": f"reader crashed: {e}"}]) for i in batch]
+                        for uid, tunes in done_units:
+                            on_done(uid, tunes)
+                        bar.update(sum(weights[i] for i in batch))
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        bar.close()
+
+
+def _batches(order: list[int], weights: list[int], workers: int) -> list[list[int]]:
+    """Group small units so that many tiny files do not cost one round trip each."""
+    target = max(1, sum(weights) // max(1, workers * 8))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_w = 0
+    for i in order:
+        cur.append(i)
+        cur_w += weights[i]
+        if cur_w >= target or len(cur) >= 64:
+            batches.append(cur)
+            cur, cur_w = [], 0
+    return batches + ([cur] if cur else [])
+
+
+def _progress_bar(total: int, enabled: bool):
+    if enabled:
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="tune", file=sys.stderr, desc="ingest", leave=False)
+
+    class _Null:
+        def update(self, n: int = 1) -> None: ...
+
+        def close(self) -> None: ...
+
+    return _Null()
+
+
+# --- cache -----------------------------------------------------------------------------------
+
+def _cache_load(path: Path) -> list[dict] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["tunes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or damaged entries are simply parsed again
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_sources(files: list[SourceFile], cache_dir: Path, workers: int, opts: IngestOptions,
+                 progress: bool = False) -> tuple[list[list[dict]], int]:
+    """Parsed tunes (as dicts) of every file, from the cache or the readers; and the cache hits."""
+    fingerprint = reader_fingerprint()
+    per_file: list[list[dict] | None] = [None] * len(files)
+    keys: list[str] = []
+    units: list[tuple[int, str, bytes]] = []
+    weights: list[int] = []
+    owner: list[int] = []  # unit -> file index
+    hits = 0
+    fresh: list[int] = []  # files not in the cache
+    for fi, sf in enumerate(files):
+        data = sf.path.read_bytes()
+        key = hashlib.sha256(hashlib.sha256(data).digest() + fingerprint.encode()).hexdigest()
+        keys.append(key)
+        cached = _cache_load(cache_dir / f"{key}.json")
+        if cached is not None:
+            per_file[fi], hits = cached, hits + 1
+            continue
+        fresh.append(fi)
+        if not data.strip():
+            per_file[fi] = [{"number": None, "title": "", "error": "empty file", "detail": "",
+                             "melody": None}]
+            continue
+        is_abc = sf.path.suffix.lower() == ".abc"
+        for piece in split_abc(data, opts.abc_chunk_tunes) if is_abc else [data]:
+            units.append((len(units), str(sf.path), piece))
+            weights.append(max(1, len(re.findall(rb"(?m)^X:", piece))) if is_abc else 1)
+            owner.append(fi)
+    parsed: dict[int, list[dict]] = {}
+    left = Counter(owner)  # units still to parse, per file
+    file_units: dict[int, list[int]] = {}
+    for uid, fi in enumerate(owner):
+        file_units.setdefault(fi, []).append(uid)
+
+    def store(fi: int) -> None:  # as soon as a file is complete, so an interrupted run keeps it
+        _write_atomic(cache_dir / f"{keys[fi]}.json",
+                      json.dumps({"reader": fingerprint, "tunes": per_file[fi] or []}))
+
+    def on_done(uid: int, tunes: list[dict]) -> None:
+        parsed[uid] = tunes
+        fi = owner[uid]
+        left[fi] -= 1
+        if not left[fi]:
+            per_file[fi] = [t for u in file_units[fi] for t in parsed.pop(u)]
+            store(fi)
+
+    if units:
+        _run_units(units, weights, workers, progress, on_done)
+    for fi in fresh:
+        if fi not in left:
+            store(fi)
+    return [p or [] for p in per_file], hits
+
+
+# --- from parsed tunes to the dataset --------------------------------------------------------
+
+def split_key(melody: Melody, n_notes: int = 16) -> str:
+    """Hash of the opening: (interval from the previous sounding pitch, duration) of the first
+    `n_notes` notes. It ignores key and transposition, so copies of a tune in two collections,
+    and variants that differ only after the opening, always fall in the same split."""
+    prev, items = None, []
+    for note in melody.notes[:n_notes]:
+        if note.pitch is None:
+            items.append(("r", note.duration))
+        else:
+            items.append((None if prev is None else note.pitch - prev, note.duration))
+            prev = note.pitch
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def split_of(key: str, percent: tuple[int, int, int] = (90, 5, 5)) -> int:
+    """0 train, 1 valid, 2 test, from a split key (deterministic, about `percent`)."""
+    bucket = int(key[:12], 16) % sum(percent)
+    return 0 if bucket < percent[0] else (1 if bucket < percent[0] + percent[1] else 2)
+
+
+def _check(d: dict, meter: Meter, opts: IngestOptions, pitch_span: int) -> str | None:
+    """Skip reason of a parsed melody (as a dict of note lists), or None to keep it."""
+    if meter.bar_ticks > MAX_BAR_TICKS:
+        return "unsupported meter"
+    sounding = [p for p in d["pitches"] if p is not None]
+    if len(sounding) < opts.min_notes:
+        return "too short"
+    if len(d["pitches"]) > opts.max_notes:
+        return "too long"
+    if min(d["durations"]) <= 0:
+        return "rhythm not representable"
+    if min(sounding) < 0 or max(sounding) > 127 or max(sounding) - min(sounding) > pitch_span:
+        return "pitch out of range"
+    return None
+
+
+def signature(d: dict) -> tuple:
+    """encoding.melody_signature of a melody given as a dict of note lists, without building
+    Note objects (this is the hot loop of a warm ingest)."""
+    shift = nearest_shift(int(d["tonic"]), 0)
+    return tuple(zip([None if p is None else p + shift for p in d["pitches"]], d["durations"]))
+
+
+def _select(files: list[SourceFile], parsed: list[list[dict]], opts: IngestOptions,
+            rec: _Record) -> list[tuple[Melody, dict]]:
+    """Melodies that pass the filters, first copy of each duplicate only, with their metadata."""
+    probe = Vocab(durations=[1])
+    kept: list[tuple[Melody, dict]] = []
+    seen: dict[tuple, str] = {}
+    for sf, tunes in zip(files, parsed):
+        if not tunes:
+            rec.skip("no tunes", sf.source)
+        for i, t in enumerate(tunes):
+            number = t.get("number") if t.get("number") is not None else i + 1
+            where = f"{sf.source}#{number}" + (f" {t['title']!r}" if t.get("title") else "")
+            d = t.get("melody")
+            if t.get("error") or d is None:
+                rec.skip(str(t.get("error") or "no melody"), where, t.get("detail") or "")
+                continue
+            try:
+                reason = _check(d, Meter.parse(d["meter"]), opts, probe.pitch_high - probe.pitch_low)
+                sig = signature(d) if reason is None else None
+                mel = melody_from_dict(d, sf.style) if reason is None and sig not in seen else None
+            except (MusicError, KeyError, TypeError, ValueError) as e:
+                rec.skip("unsupported meter" if "meter" in str(e) else "parse error", where, _short(e))
+                continue
+            if reason is None and sig in seen:
+                reason = "duplicate"
+            if reason:
+                rec.skip(reason, where, f"of {seen[sig]}" if reason == "duplicate" else "")
+                continue
+            seen[sig] = where
+            kept.append((mel, {"title": t.get("title") or mel.title, "source": sf.source,
+                               "number": number, "style": sf.style, "meter": str(mel.meter),
+                               "mode": mel.mode, "key": mel.key_name()}))
+    return kept
+
+
+def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | None = None,
+           style: str | None = None, verbose: bool = False, progress: bool = False,
+           cache_dir: str | os.PathLike | None = None,
+           options: IngestOptions | None = None) -> dict:
+    """Read, filter, deduplicate, encode and split the tunes of `sources`; save the dataset to
+    `out` (atomically) and return the summary. Skipped tunes are named on stderr if `verbose`."""
+    t0 = time.perf_counter()
+    opts = options or IngestOptions()
+    out = Path(out)
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
+    workers = max(1, workers or os.cpu_count() or 1)
+    files = resolve_sources(list(sources or []), style)
+    if not files:
+        raise CorpusError(f"no {'/'.join(EXTENSIONS)} files in {', '.join(sources or [])}")
+    parsed, hits = read_sources(files, cache, workers, opts, progress)
+    rec = _Record()
+    kept = _select(files, parsed, opts, rec)
+    kept = _drop_rare_meters(kept, opts, rec)
+    vocab, enc_tunes, metas, snapped = _encode_all(kept, opts, rec)
+    if verbose:
+        for line in rec.log:
+            print(line, file=sys.stderr)
+    if not enc_tunes:
+        raise CorpusError(f"no tunes kept from {rec.tunes_read} read"
+                          + (f" (skipped: {_reasons(rec.skipped)})" if rec.skipped else ""))
+    split = [split_of(split_key(m, opts.split_key_notes), opts.split_percent) for m, _ in metas]
+    summary = {
+        "tunes_read": rec.tunes_read + len(enc_tunes),
+        "tunes_kept": len(enc_tunes),
+        "skipped": dict(sorted(rec.skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "notes": int(sum(len(e.durations) for e in enc_tunes)),
+        "splits": {name: split.count(i) for i, name in enumerate(SPLITS)},
+        "files": len(files), "cached_files": hits,
+        "snapped_tunes": snapped, "durations": len(vocab.durations),
+        "meters": dict(Counter(e.meter for e in enc_tunes).most_common()),
+        "modes": dict(Counter(e.mode for e in enc_tunes).most_common()),
+        "styles": dict(Counter(e.style for e in enc_tunes).most_common()),
+        "out": str(out), "workers": workers,
+    }
+    info = {"encoder_version": ENCODER_VERSION, "sources": list(sources or [])}
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    info["summary"] = summary
+    Dataset.from_tunes(enc_tunes, vocab, split, tunes=[m for _, m in metas], info=info).save(out)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    return summary
+
+
+def _drop_rare_meters(kept: list[tuple[Melody, dict]], opts: IngestOptions,
+                      rec: _Record) -> list[tuple[Melody, dict]]:
+    """Drop meters with too few tunes to learn from; in a small corpus a meter holding a fair
+    share of it is kept however few its tunes."""
+    counts = Counter(str(m.meter) for m, _ in kept)
+    need = min(opts.min_meter_tunes, math.ceil(opts.rare_meter_share * len(kept)))
+    out = []
+    for mel, meta in kept:
+        if counts[meta["meter"]] < need:
+            rec.skip("rare meter", f"{meta['source']}#{meta['number']}", meta["meter"])
+        else:
+            out.append((mel, meta))
+    return out
+
+
+def _encode_all(kept: list[tuple[Melody, dict]], opts: IngestOptions, rec: _Record):
+    """Duration vocabulary from the kept tunes, then encode each (snapping rare durations)."""
+    if not kept:
+        return None, [], [], 0
+    counts = Counter(n.duration for m, _ in kept for n in m.notes)
+    min_count = max(1, min(opts.min_duration_count, len(kept) // 20))
+    try:
+        durations = build_duration_vocab(counts, min_count)
+    except MusicError:
+        durations = build_duration_vocab(counts, 1)
+    allowed = set(durations)
+    work = Vocab(durations=durations)
+    enc_tunes, metas, snapped = [], [], 0
+    for mel, meta in kept:
+        try:
+            enc = encode(mel, work, snap=True)
+        except MusicError as e:
+            rec.skip("rhythm not representable", f"{meta['source']}#{meta['number']}", _short(e))
+            continue
+        snapped += not allowed.issuperset(n.duration for n in mel.notes)
+        enc_tunes.append(enc)
+        metas.append((mel, meta))
+    vocab = Vocab(durations=durations, meters=sorted({e.meter for e in enc_tunes}) or ["4/4"],
+                  modes=sorted({e.mode for e in enc_tunes}) or ["major"],
+                  styles=sorted({e.style for e in enc_tunes}) or ["default"])
+    return vocab, enc_tunes, metas, snapped
+
+
+def _reasons(skipped: Counter | dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(skipped.items(), key=lambda kv: -kv[1]))
+
+
+def format_summary(s: dict) -> str:
+    """The summary as a few human-readable lines."""
+    splits = ", ".join(f"{k} {v}" for k, v in s["splits"].items())
+    lines = [
+        f"read {s['tunes_read']} tunes from {s['files']} files ({s['cached_files']} from cache)",
+        f"kept {s['tunes_kept']} tunes, {s['notes']} notes; splits: {splits}",
+        f"skipped {sum(s['skipped'].values())}" + (f": {_reasons(s['skipped'])}" if s["skipped"] else ""),
+        f"{s['snapped_tunes']} tunes had rare durations snapped; {s['durations']} durations, "
+        f"meters: {', '.join(s['meters'])}",
+        f"wrote {s['out']} in {s['seconds']:.1f} s",
+    ]
+    return "\n".join(lines)

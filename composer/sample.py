@@ -1,0 +1,712 @@
+"""Compose, continue and score melodies with a trained model, under hard bar and pitch-range constraints.
+
+Sampling draws each note's duration from the rhythm network, then its pitch from the melody
+network given that duration. Tunes are generated at tonic C in the requested mode and then
+transposed. The bar structure is enforced by masking, never by truncation: a duration is
+allowed only if it does not cross the final barline, crosses inner barlines only from beat to
+beat, and leaves a remainder that the duration vocabulary can still fill exactly (see
+`rhythm_plan`); END is allowed exactly at the end and forced there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import write_atomic
+from .encoding import BOS, END, N_SPECIAL, PAD, REST, Vocab, encode, streams
+from .fastgru import FusedDual, supports
+from .formats import read_melody, save, to_abc, to_json_dict
+from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
+                    normalize_mode, pitch_name, tonic_pitch_class)
+
+LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature": (0.0, 10.0),
+          "top_p": (0.0, 1.0), "pitch": (0, 127), "tempo": (1.0, 1000.0)}
+_CHUNK = 64  # steps of logits kept before they are reduced to bits
+_LN2 = math.log(2)
+
+
+@dataclass
+class SamplingOptions:
+    """How to draw notes: temperature and nucleus mass apply to both networks; low/high bound the
+    MIDI pitches of the output (in the output key); seed None draws a fresh one."""
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    seed: int | None = None
+    best_of: int = 1
+    low: int = 55
+    high: int = 88
+
+    def validate(self) -> None:
+        t0, t1 = LIMITS["temperature"]
+        if not (isinstance(self.temperature, (int, float)) and t0 < self.temperature <= t1):
+            raise MusicError(f"temperature must be > {t0:g} and <= {t1:g}, got {self.temperature}")
+        if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
+            raise MusicError(f"top_p must be > 0 and <= 1, got {self.top_p}")
+        b0, b1 = LIMITS["best_of"]
+        if not b0 <= int(self.best_of) <= b1:
+            raise MusicError(f"best_of must be in {b0}..{b1}, got {self.best_of}")
+        p0, p1 = LIMITS["pitch"]
+        for name in ("low", "high"):
+            if not p0 <= int(getattr(self, name)) <= p1:
+                raise MusicError(f"{name} pitch must be a MIDI number in {p0}..{p1}, "
+                                 f"got {getattr(self, name)}")
+        if self.low > self.high:
+            raise MusicError(f"low pitch {self.low} is above high pitch {self.high}")
+        if self.seed is not None and not 0 <= int(self.seed) < 2**63:
+            raise MusicError(f"seed must be in 0..2^63-1, got {self.seed}")
+
+
+@dataclass
+class ComposeRequest:
+    """A new tune: `bars` complete bars of `meter` in `key` `mode` (style None: the model's
+    default). `pickup` (ticks, 0 = none) starts the tune with an anacrusis and shortens the
+    last bar to match."""
+
+    bars: int = 16
+    meter: str = "4/4"
+    key: str = "D"
+    mode: str = "major"
+    style: str | None = None
+    tempo: float = 120.0
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    pickup: int = 0
+
+
+@dataclass
+class Composition:
+    """A generated (or continued) tune with the model's surprisal of each note, in bits:
+    (rhythm, pitch) per note; bits_per_note counts the closing END as one more event."""
+
+    melody: Melody
+    surprisal: list[tuple[float, float]]
+    bits_per_note: float
+    seed: int
+    fragment_notes: int = 0
+
+
+@dataclass
+class NoteScore:
+    """Surprisal of one note: bar 0 is a pickup bar, beat counts from 1 (2.5 = half past 2)."""
+
+    index: int
+    bar: int
+    beat: float
+    pitch: int | None
+    duration: int  # ticks
+    rhythm_bits: float
+    pitch_bits: float
+
+    @property
+    def bits(self) -> float:
+        return self.rhythm_bits + self.pitch_bits
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "bar": self.bar, "beat": self.beat, "pitch": self.pitch,
+                "name": "rest" if self.pitch is None else pitch_name(self.pitch),
+                "duration": self.duration / 24, "rhythm_bits": round(self.rhythm_bits, 4),
+                "pitch_bits": round(self.pitch_bits, 4), "bits": round(self.bits, 4)}
+
+
+@dataclass
+class ScoreReport:
+    """How likely a tune is under the model: per-note bits, total (notes + END), mean per event."""
+
+    title: str
+    key: str
+    meter: str
+    style: str
+    notes: list[NoteScore]
+    end_bits: float
+    total_bits: float
+    bits_per_note: float
+    most_surprising: list[NoteScore]
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "key": self.key, "meter": self.meter, "style": self.style,
+                "notes": [n.to_dict() for n in self.notes], "end_bits": round(self.end_bits, 4),
+                "total_bits": round(self.total_bits, 4),
+                "bits_per_note": round(self.bits_per_note, 4),
+                "most_surprising": [n.to_dict() for n in self.most_surprising]}
+
+    def to_text(self) -> str:
+        lines = [f"{self.title or 'untitled'}: {self.key}, {self.meter}, style {self.style}",
+                 f"{len(self.notes)} notes, total {self.total_bits:.1f} bits "
+                 f"(END {self.end_bits:.2f}), {self.bits_per_note:.3f} bits/note",
+                 "most surprising notes:"]
+        for n in self.most_surprising:
+            d = n.to_dict()
+            lines.append(f"  bar {n.bar:>3} beat {n.beat:<5g} {d['name']:<5} {d['duration']:g} q: "
+                         f"{n.bits:6.2f} bits (rhythm {n.rhythm_bits:.2f}, pitch {n.pitch_bits:.2f})")
+        return "\n".join(lines)
+
+
+# --- constraints -----------------------------------------------------------------------------
+@dataclass
+class RhythmPlan:
+    """Allowed duration tokens for every number of ticks `r` left before the final barline.
+
+    bias[r] is 0 for an allowed token and -inf otherwise. The position in the bar of a note
+    started with r ticks left is (end_position - r) mod bar.
+    """
+
+    bias: np.ndarray  # float32 [r_max + 1, n_durations]
+    reach: np.ndarray  # bool [r_max + 1]: r ticks can be filled exactly
+    end_position: int
+
+
+def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int) -> RhythmPlan:
+    """Dynamic programme over the remaining ticks. A duration d started with r ticks left (at
+    position pos) is allowed iff d <= r, r - d can itself be filled, and the note crosses no
+    barline unless it starts and ends on a beat (a tied-over beat, as folk tunes do)."""
+    bar, beat = meter.bar_ticks, meter.beat_ticks
+    durs = np.array(vocab.durations, np.int64)
+    n_tok = vocab.n_durations
+    ok = np.zeros((r_max + 1, n_tok), bool)
+    reach = np.zeros(r_max + 1, bool)
+    ok[0, END] = reach[0] = True
+    max_d = int(durs.max())
+    period_from = None
+    for r in range(1, r_max + 1):
+        pos = (end_position - r) % bar
+        fits = durs <= r
+        rest = np.where(fits, r - durs, 0)
+        cross = pos + durs > bar
+        good = fits & reach[rest] & (~cross | ((pos % beat == 0) & ((pos + durs) % beat == 0)))
+        ok[r, N_SPECIAL:] = good
+        reach[r] = good.any()
+        # once the last max_d + 1 rows repeat those one bar earlier, every later row does too
+        if r >= max_d + 2 * bar and np.array_equal(reach[r - max_d:r + 1],
+                                                  reach[r - max_d - bar:r + 1 - bar]):
+            period_from = r + 1
+            break
+    if period_from is not None:
+        for r in range(period_from, r_max + 1):
+            ok[r] = ok[r - bar]
+            reach[r] = reach[r - bar]
+    bias = np.where(ok, 0.0, -np.inf).astype(np.float32)
+    return RhythmPlan(bias, reach, end_position)
+
+
+def _draw(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: np.ndarray
+          ) -> np.ndarray:
+    """One token per row from logits z [B, n]: temperature, additive mask, nucleus (top-p),
+    then inverse-CDF sampling with the pre-drawn uniforms u [B] in [0, 1)."""
+    x = z * inv_t
+    x += bias
+    x -= x.max(axis=1, keepdims=True)
+    np.exp(x, out=x)
+    rows = np.arange(len(x))
+    if top_p < 1.0:
+        order = np.argsort(-x, axis=1, kind="stable")
+        c = np.cumsum(x[rows[:, None], order], axis=1)
+        k = (c < top_p * c[:, -1:]).sum(axis=1)  # the token that reaches top_p of the mass
+        j = (c <= (u * c[rows, k])[:, None]).sum(axis=1)
+        return order[rows, j]
+    c = np.cumsum(x, axis=1)
+    return (c <= u[:, None] * c[:, -1:]).sum(axis=1)
+
+
+def _draw_one(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: float,
+              x: np.ndarray) -> int:
+    """_draw for a single row z [n], using the work buffer x [n]."""
+    np.multiply(z, inv_t, out=x)
+    x += bias
+    x -= x.max()
+    np.exp(x, out=x)
+    if top_p < 1.0:
+        order = np.argsort(-x, kind="stable")
+        c = np.cumsum(x[order])
+        k = c.searchsorted(top_p * c[-1])
+        return int(order[c.searchsorted(u * c[k], side="right")])
+    c = np.cumsum(x)
+    return int(c.searchsorted(u * c[-1], side="right"))
+
+
+def _bits(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """-log2 softmax(logits)[token] along the last axis; logits [..., n], tokens [...]."""
+    m = logits.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(logits - m).sum(axis=-1)) + m[..., 0]
+    picked = np.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
+    return (lse - picked) / _LN2
+
+
+class _StepBatch:
+    """The model's own rhythm_step / melody_step, for models the fused path does not cover."""
+
+    def __init__(self, model, rows: int, labels: np.ndarray):
+        self.model = model
+        self.state = model.init_state(rows)
+        lab = torch.from_numpy(np.ascontiguousarray(labels, np.int64))
+        self.labels = {"meter": lab[:, 0], "mode": lab[:, 1], "style": lab[:, 2]}
+        self.step: dict = {}
+
+    def load_state(self, state) -> None:
+        self.state = state
+
+    def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
+        t = lambda a: torch.from_numpy(np.asarray(a, np.int64).reshape(-1))  # noqa: E731
+        self.step = {"dur_in": t(dur_in), "pitch_in": t(pitch_in), "pos_in": t(pos_in),
+                     "pos_out": t(pos_out), **self.labels}
+        logits, self.state = self.model.rhythm_step(self.step, self.state)
+        return logits.float().numpy()
+
+    def melody(self, dur_out) -> np.ndarray:
+        logits, self.state = self.model.melody_step(
+            self.step, torch.from_numpy(np.asarray(dur_out, np.int64).reshape(-1)), self.state)
+        return logits.float().numpy()
+
+
+@dataclass
+class _Start:
+    """Where generation begins: the current inputs and the ticks left, per row (or shared)."""
+
+    dur_in: int
+    pitch_in: int
+    pos_in: int
+    pos_out: int
+    remaining: int
+    state: object = None  # a primed ModelState with one row, or None for a fresh start
+
+
+# --- the composer ----------------------------------------------------------------------------
+class Composer:
+    """A loaded model with everything needed to compose, continue and score tunes."""
+
+    def __init__(self, loaded, name: str = ""):
+        self.model = loaded.model.eval()
+        self.cfg = loaded.cfg
+        self.vocab: Vocab = loaded.vocab
+        self.config: dict = loaded.config
+        self.name = name
+        on_cpu = all(p.device.type == "cpu" for p in self.model.parameters())
+        self._fused = FusedDual(self.model) if on_cpu and supports(self.model) else None
+        self._plans: dict[tuple, RhythmPlan] = {}
+        self._ticks = np.array([0] * N_SPECIAL + list(self.vocab.durations), np.int64)
+        self.default_style = _default_style(self.config, self.vocab)
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None) -> "Composer":
+        """Load a model folder (None: the shipped default model)."""
+        from .checkpoint import CheckpointError, default_model_dir, load_model
+
+        try:
+            directory = Path(model_dir) if model_dir else default_model_dir()
+        except ModuleNotFoundError:  # running from a source tree that was never installed
+            directory = Path("models") / "folk"
+        if not directory.is_dir():
+            hint = "" if model_dir else ("; the default model is not installed -- train one with "
+                                         "`composer train` and pass --model DIR")
+            raise CheckpointError(f"model directory not found: {directory}{hint}")
+        return cls(load_model(directory), name=directory.name)
+
+    # --- options and validation -------------------------------------------------------------
+    def options(self) -> dict:
+        """Valid values, limits and defaults, for a CLI, an API or a form."""
+        v = self.vocab
+        d = ComposeRequest()
+        meter = d.meter if d.meter in v.meters else v.meters[0]
+        mode = d.mode if d.mode in v.modes else v.modes[0]
+        s = d.sampling
+        return {
+            "meters": list(v.meters), "modes": list(v.modes), "keys": list(KEYS),
+            "styles": list(v.styles),
+            "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
+            "defaults": {"bars": d.bars, "meter": meter, "key": d.key, "mode": mode,
+                         "style": self.default_style, "tempo": d.tempo,
+                         "temperature": s.temperature, "top_p": s.top_p, "best_of": s.best_of,
+                         "low": s.low, "high": s.high},
+        }
+
+    def _label(self, kind: str, value: str) -> str:
+        values = getattr(self.vocab, kind + "s")
+        for v in values:
+            if v.lower() == str(value).strip().lower():
+                return v
+        raise MusicError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(values)}")
+
+    def _meter(self, text: str) -> Meter:
+        try:
+            meter = Meter.parse(str(text))
+        except MusicError:
+            meter = None
+        if meter is None or str(meter) not in self.vocab.meters:
+            raise MusicError(f"unknown meter {text!r}; valid meters: {', '.join(self.vocab.meters)}")
+        return meter
+
+    def _fragment_mode(self, mode: str) -> str:
+        """The model's mode label closest to a fragment's (estimated) mode."""
+        modes = self.vocab.modes
+        if mode in modes:
+            return mode
+        family = (("major", "mixolydian", "lydian", "dorian", "minor") if mode in ("major", "lydian",
+                  "mixolydian") else ("minor", "dorian", "phrygian", "major"))
+        return next((m for m in family if m in modes), modes[0])
+
+    def _style(self, style: str | None) -> str:
+        return self.default_style if style in (None, "") else self._label("style", style)
+
+    def _labels(self, meter: Meter, mode: str, style: str) -> tuple[int, int, int]:
+        v = self.vocab
+        return (v.label_id("meter", str(meter)), v.label_id("mode", mode),
+                v.label_id("style", style))
+
+    def _pitch_bias(self, low: int, high: int) -> np.ndarray:
+        """Mask over pitch tokens: REST and pitches in low..high (already in the model's key)."""
+        v = self.vocab
+        lo, hi = max(low, v.pitch_low), min(high, v.pitch_high)
+        if lo > hi:
+            raise MusicError(f"pitch range {low}..{high} (at tonic C) is outside the model's range "
+                             f"{v.pitch_low}..{v.pitch_high}")
+        bias = np.full(v.n_pitches, -np.inf, np.float32)
+        bias[REST] = 0.0
+        bias[v.pitch_token(lo):v.pitch_token(hi) + 1] = 0.0
+        return bias
+
+    def _plan(self, meter: Meter, end_position: int, remaining: int) -> RhythmPlan:
+        key = (str(meter), end_position)
+        plan = self._plans.get(key)
+        if plan is None or len(plan.reach) <= remaining:
+            # grow in whole 32-bar steps so that different lengths share one table
+            span = meter.bar_ticks * 32 * (remaining // (meter.bar_ticks * 32) + 1)
+            plan = self._plans[key] = rhythm_plan(self.vocab, meter, end_position, span)
+        if not plan.reach[remaining]:
+            raise MusicError(f"the model's durations cannot fill {remaining} ticks of {meter} "
+                             "exactly; try another meter or number of bars")
+        return plan
+
+    # --- public API -------------------------------------------------------------------------
+    def compose(self, req: ComposeRequest) -> Composition:
+        """One new tune (the most likely of `best_of` samples)."""
+        return self.compose_many(req, 1)[0]
+
+    def compose_many(self, req: ComposeRequest, count: int) -> list[Composition]:
+        """`count` new tunes sampled in one batch (count * best_of rows)."""
+        opts = req.sampling
+        opts.validate()
+        c0, c1 = LIMITS["count"]
+        if not c0 <= int(count) <= c1:
+            raise MusicError(f"count must be in {c0}..{c1}, got {count}")
+        b0, b1 = LIMITS["bars"]
+        if not isinstance(req.bars, int) or not b0 <= req.bars <= b1:
+            raise MusicError(f"bars must be in {b0}..{b1}, got {req.bars}")
+        meter = self._meter(req.meter)
+        mode = self._label("mode", normalize_mode(req.mode) if req.mode else req.mode)
+        key = next((k for k in KEYS if k.lower() == str(req.key).strip().lower()), None)
+        if key is None:
+            raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}")
+        style = self._style(req.style)
+        t0, t1 = LIMITS["tempo"]
+        if not t0 <= float(req.tempo) <= t1:
+            raise MusicError(f"tempo must be in {t0:g}..{t1:g} quarter notes per minute")
+        bar = meter.bar_ticks
+        if not 0 <= req.pickup < bar:
+            raise MusicError(f"pickup must be in 0..{bar - 1} ticks for {meter}")
+        tonic = tonic_pitch_class(key)
+        shift = nearest_shift(0, tonic)
+        start = (bar - req.pickup) % bar
+        total = req.bars * bar
+        plan = self._plan(meter, (start + total) % bar, total)
+        if req.pickup and not plan.reach[total - req.pickup]:
+            raise MusicError(f"a pickup of {req.pickup} ticks cannot be filled with the "
+                             "model's durations")
+        seed = _seed(opts.seed)
+        begin = _Start(BOS, BOS, start, start, total)
+        rows = self._sample(begin, plan, meter, self._labels(meter, mode, style),
+                            self._pitch_bias(opts.low - shift, opts.high - shift), opts,
+                            count * opts.best_of, seed)
+        out = []
+        for i, (durs, pits, surprisal, end_bits) in enumerate(_best(rows, count, opts.best_of)):
+            notes = [Note(None if p == REST else self.vocab.pitch_value(p) + shift,
+                          self.vocab.duration_ticks(d)) for d, p in zip(durs, pits)]
+            title = f"{style} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
+            mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=req.pickup,
+                         tempo=float(req.tempo), title=title, style=style)
+            out.append(Composition(mel, surprisal, _per_note(surprisal, end_bits), seed))
+        return out
+
+    def continue_melody(self, melody: Melody, bars: int = 8, keep_bars: int | None = None,
+                        sampling: SamplingOptions | None = None, style: str | None = None
+                        ) -> Composition:
+        """The fragment (its first `keep_bars` bars, if given) unchanged, then `bars` new bars in
+        its key and meter that end on a barline (first completing a bar the fragment leaves
+        open). Both networks read the whole fragment in one pass before sampling."""
+        opts = sampling or SamplingOptions()
+        opts.validate()
+        b0, b1 = LIMITS["bars"]
+        if not isinstance(bars, int) or not b0 <= bars <= b1:
+            raise MusicError(f"bars must be in {b0}..{b1}, got {bars}")
+        if keep_bars is not None and (not isinstance(keep_bars, int) or keep_bars < 1):
+            raise MusicError(f"keep_bars must be a positive number of bars, got {keep_bars}")
+        frag = _keep_bars(melody, keep_bars)
+        if not frag.notes:
+            raise MusicError("the fragment has no notes")
+        meter = self._meter(str(frag.meter))
+        mode = self._fragment_mode(frag.mode)
+        style = self._style(style or (frag.style if frag.style in self.vocab.styles else None))
+        enc = encode(replace(frag, mode=mode, style=style), self.vocab, snap=True)
+        octave = _octave_shift([n.pitch for n in frag.to_tonic(0).notes], enc, self.vocab)
+        shift = -nearest_shift(frag.tonic, 0) - octave  # model pitch + shift = output pitch
+        sounding = [n.pitch for n in frag.notes if n.pitch is not None]
+        low = min([opts.low] + sounding)
+        high = max([opts.high] + sounding)
+        labels = self._labels(meter, mode, style)
+        s = streams(enc.durations, enc.pitches, enc.positions, enc.end_position)
+        n = len(enc.durations)
+        batch = {k: torch.from_numpy(v[:n]).view(1, n) for k, v in s.items()}
+        batch.update({k: torch.tensor([i]) for k, i in zip(("meter", "mode", "style"), labels)})
+        with torch.inference_mode():
+            dur_logits, pitch_logits, state = self.model.prime(batch)
+        frag_rhythm = _bits(dur_logits[0].float().numpy(), s["dur_out"][:n])
+        frag_pitch = _bits(pitch_logits[0].float().numpy(), s["pitch_out"][:n])
+        bar = meter.bar_ticks
+        end = enc.end_position
+        remaining = (bar - end) % bar + bars * bar
+        plan = self._plan(meter, 0, remaining)
+        seed = _seed(opts.seed)
+        begin = _Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]), end,
+                       remaining, state)
+        rows = self._sample(begin, plan, meter, labels, self._pitch_bias(low - shift, high - shift),
+                            opts, opts.best_of, seed)
+        durs, pits, surprisal, end_bits = _best(rows, 1, opts.best_of)[0]
+        new = [Note(None if p == REST else self.vocab.pitch_value(p) + shift,
+                    self.vocab.duration_ticks(d)) for d, p in zip(durs, pits)]
+        frag_s = [(float(a), float(b)) for a, b in zip(frag_rhythm, frag_pitch)]
+        mel = replace(frag, notes=list(frag.notes) + new)
+        return Composition(mel, frag_s + surprisal, _per_note(frag_s + surprisal, end_bits), seed,
+                           fragment_notes=len(frag.notes))
+
+    def score(self, melody: Melody) -> ScoreReport:
+        """Per-note rhythm and pitch surprisal of a tune, from one teacher-forced pass."""
+        if not melody.notes:
+            raise MusicError("the tune has no notes")
+        meter = self._meter(str(melody.meter))
+        mode = self._fragment_mode(melody.mode)
+        style = self._style(melody.style if melody.style in self.vocab.styles else None)
+        enc = encode(replace(melody, mode=mode, style=style), self.vocab, snap=True)
+        s = streams(enc.durations, enc.pitches, enc.positions, enc.end_position)
+        batch = {k: torch.from_numpy(v).view(1, -1) for k, v in s.items()}
+        labels = self._labels(meter, mode, style)
+        batch.update({k: torch.tensor([i]) for k, i in zip(("meter", "mode", "style"), labels)})
+        with torch.inference_mode():
+            dur_logits, pitch_logits = self.model(batch)
+        n = len(enc.durations)
+        rhythm = _bits(dur_logits[0].float().numpy(), s["dur_out"])
+        pitch = _bits(pitch_logits[0].float().numpy()[:n], s["pitch_out"][:n])
+        bar, beat = meter.bar_ticks, meter.beat_ticks
+        first_bar = 0 if melody.pickup else 1
+        notes = []
+        for i, (note, t) in enumerate(zip(melody.notes, melody.onsets())):
+            at = melody.start_position + t
+            notes.append(NoteScore(i, first_bar + at // bar, round(1 + (at % bar) / beat, 3),
+                                   note.pitch, note.duration, float(rhythm[i]), float(pitch[i])))
+        total = float(rhythm.sum() + pitch.sum())
+        top = sorted(notes, key=lambda x: -x.bits)[:5]
+        return ScoreReport(melody.title, f"{key_spelling(melody.tonic, melody.mode)} {melody.mode}",
+                           str(meter), style, notes, float(rhythm[n]), total, total / (n + 1), top)
+
+    # --- the sampling loop ------------------------------------------------------------------
+    def _batch(self, rows: int, labels: tuple[int, int, int]):
+        lab = np.tile(np.array(labels, np.int64), (rows, 1))
+        if self._fused is not None:
+            return self._fused.batch(rows, lab)
+        return _StepBatch(self.model, rows, lab)
+
+    def _sample(self, begin: _Start, plan: RhythmPlan, meter: Meter, labels: tuple[int, int, int],
+                pitch_bias: np.ndarray, opts: SamplingOptions, rows: int, seed: int) -> list:
+        """Sample `rows` continuations of `begin` in one batch. Returns per row (duration tokens,
+        pitch tokens, [(rhythm bits, pitch bits)], END bits)."""
+        gen = torch.Generator().manual_seed(seed)
+        with torch.inference_mode():
+            net = self._batch(rows, labels)
+            if begin.state is not None:
+                net.load_state(begin.state.select(torch.zeros(rows, dtype=torch.long)))
+            loop = self._loop_one if rows == 1 else self._loop_many
+            return loop(net, begin, plan, meter.bar_ticks, pitch_bias, 1.0 / float(opts.temperature),
+                        float(opts.top_p), gen, rows)
+
+    def _loop_one(self, net, begin: _Start, plan: RhythmPlan, bar: int, pitch_bias: np.ndarray,
+                  inv_t: float, top_p: float, gen: torch.Generator, rows: int) -> list:
+        """The sampling loop for a single row, on Python ints (the latency-critical case)."""
+        ticks, bias = self._ticks.tolist(), plan.bias
+        last_bias = pitch_bias.copy()
+        last_bias[REST] = -np.inf  # a tune ends on a note, not a rest
+        xd = np.empty(self.vocab.n_durations, np.float32)
+        xp = np.empty(self.vocab.n_pitches, np.float32)
+        d, p, pos_in, pos_out, rem = (begin.dur_in, begin.pitch_in, begin.pos_in, begin.pos_out,
+                                      begin.remaining)
+        durs, pits, zr, zp = [], [], [], []
+        u: list[float] = []
+        while True:
+            if not u:
+                u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
+            z = net.rhythm(d, p, pos_in, pos_out)[0]
+            zr.append(z.copy())
+            d = _draw_one(z, bias[rem], inv_t, top_p, u.pop(), xd)
+            if d == END:
+                break
+            rem -= ticks[d]
+            z = net.melody(d)[0]
+            zp.append(z.copy())
+            p = _draw_one(z, pitch_bias if rem else last_bias, inv_t, top_p, u.pop(), xp)
+            durs.append(d)
+            pits.append(p)
+            pos_in, pos_out = pos_out, (pos_out + ticks[d]) % bar
+        rbits = _bits(np.stack(zr), np.array(durs + [END]))
+        pbits = _bits(np.stack(zp), np.array(pits)) if pits else np.zeros(0)
+        return [(durs, pits, list(zip(rbits[:-1].tolist(), pbits.tolist())), float(rbits[-1]))]
+
+    def _loop_many(self, net, begin: _Start, plan: RhythmPlan, bar: int, pitch_bias: np.ndarray,
+                   inv_t: float, top_p: float, gen: torch.Generator, rows: int) -> list:
+        """The sampling loop for a batch: rows that reach END keep drawing END until all have."""
+        ticks, bias = self._ticks, plan.bias
+        d_in = np.full(rows, begin.dur_in, np.int64)
+        p_in = np.full(rows, begin.pitch_in, np.int64)
+        pos_in = np.full(rows, begin.pos_in, np.int64)
+        pos_out = np.full(rows, begin.pos_out, np.int64)
+        rem = np.full(rows, begin.remaining, np.int64)
+        done = np.zeros(rows, bool)
+        n_notes = np.zeros(rows, np.int64)
+        durs, pits, rbits, pbits = [], [], [], []
+        zr = np.empty((_CHUNK, rows, self.vocab.n_durations), np.float32)
+        zp = np.zeros((_CHUNK, rows, self.vocab.n_pitches), np.float32)
+        td = np.zeros((_CHUNK, rows), np.int64)
+        tp = np.full((_CHUNK, rows), REST, np.int64)
+        step = 0
+        while True:
+            k = step % _CHUNK
+            if k == 0:
+                u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
+            z = net.rhythm(d_in, p_in, pos_in, pos_out)
+            zr[k] = z
+            d = _draw(z, bias[rem], inv_t, top_p, u[k, 0])
+            td[k] = d
+            tick = ticks[d]
+            after = rem - tick
+            ending = d == END
+            if not ending.all():
+                z = net.melody(d)
+                zp[k] = z
+                pb = pitch_bias
+                last = (after == 0) & ~ending
+                if last.any():  # a tune ends on a note, not a rest
+                    pb = np.broadcast_to(pitch_bias, (rows, len(pitch_bias))).copy()
+                    pb[last, REST] = -np.inf
+                tp[k] = _draw(z, pb, inv_t, top_p, u[k, 1])
+            n_notes += ~done & ~ending
+            done |= ending
+            finished = done.all()
+            if k == _CHUNK - 1 or finished:
+                m = k + 1
+                durs.append(td[:m].copy())
+                pits.append(tp[:m].copy())
+                rbits.append(_bits(zr[:m], td[:m]))
+                pbits.append(_bits(zp[:m], tp[:m]))
+            if finished:
+                break
+            d_in, p_in, pos_in = d, tp[k].copy(), pos_out
+            pos_out = (pos_out + tick) % bar
+            rem = after
+            step += 1
+        durs, pits = np.concatenate(durs), np.concatenate(pits)
+        rbits, pbits = np.concatenate(rbits), np.concatenate(pbits)
+        out = []
+        for b in range(rows):
+            n = int(n_notes[b])
+            s = list(zip(rbits[:n, b].tolist(), pbits[:n, b].tolist()))
+            out.append((durs[:n, b].tolist(), pits[:n, b].tolist(), s, float(rbits[n, b])))
+        return out
+
+
+# --- files ---------------------------------------------------------------------------------
+def read_input(path: str | Path) -> Melody:
+    """The melody of a music file (first tune; the melody track of a multi-track MIDI)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"input file not found: {path}")
+    if p.is_dir():
+        raise MusicError(f"{path} is a folder, not a music file")
+    return read_melody(p.read_bytes(), p.name)
+
+
+def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | None]:
+    """Save compositions by OUT's suffix; '-' returns ABC text to print instead. .json files carry
+    the per-note surprisal, bits/note (notes + END, as `score` reports it) and the seed."""
+    melodies = [c.melody for c in comps]
+    if out == "-":
+        return [], to_abc(melodies)
+    path = Path(out)
+    if path.suffix.lower() != ".json":
+        return save(melodies, path, surprisal=[c.surprisal for c in comps]), None
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist")
+    width = len(str(len(comps)))
+    targets = [path] if len(comps) == 1 else [
+        path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, len(comps) + 1)]
+    for c, target in zip(comps, targets):
+        d = to_json_dict(c.melody, c.surprisal)
+        d.update(bits_per_note=round(c.bits_per_note, 4), seed=c.seed,
+                 fragment_notes=c.fragment_notes)
+        write_atomic(target, (json.dumps(d, indent=1) + "\n").encode())
+    return targets, None
+
+
+def report_line(comps: list[Composition], written: list[Path]) -> str:
+    """One line for the terminal: what was written, the seed and bits/note."""
+    bits = ", ".join(f"{c.bits_per_note:.2f}" for c in comps)
+    where = ", ".join(str(p) for p in written) if written else "stdout"
+    return f"wrote {where} (seed {comps[0].seed}; bits/note {bits})"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _seed(seed: int | None) -> int:
+    return int(seed) if seed is not None else secrets.randbelow(2**31)
+
+
+def _per_note(surprisal: list[tuple[float, float]], end_bits: float) -> float:
+    """Bits per event: all notes' rhythm and pitch bits plus END's, over notes + 1."""
+    return (sum(r + p for r, p in surprisal) + end_bits) / (len(surprisal) + 1)
+
+
+def _best(rows: list, count: int, best_of: int) -> list:
+    """The row with the fewest bits per note in each group of `best_of` consecutive rows."""
+    out = []
+    for g in range(count):
+        group = rows[g * best_of:(g + 1) * best_of]
+        out.append(min(group, key=lambda r: _per_note(r[2], r[3])))
+    return out
+
+
+def _keep_bars(melody: Melody, keep_bars: int | None) -> Melody:
+    """The notes that start within the pickup and the first `keep_bars` full bars."""
+    if keep_bars is None:
+        return melody
+    cut = melody.pickup + keep_bars * melody.meter.bar_ticks
+    k = sum(1 for t in melody.onsets() if t < cut)
+    return replace(melody, notes=list(melody.notes[:k]))
+
+
+def _octave_shift(at_c: list[int | None], enc, vocab: Vocab) -> int:
+    """How many semitones encode() moved the fragment by octaves to fit the model's range."""
+    moved = Counter(vocab.pitch_value(int(t)) - p for p, t in zip(at_c, enc.pitches)
+                    if p is not None and int(t) != REST)
+    return moved.most_common(1)[0][0] if moved else 0
+
+
+def _default_style(config: dict, vocab: Vocab) -> str:
+    """The model's most common training style if the checkpoint records counts, else the first."""
+    for key in ("style_counts", "styles"):
+        counts = config.get(key) or (config.get("data") or {}).get(key)
+        if isinstance(counts, dict):
+            known = {k: v for k, v in counts.items() if k in vocab.styles}
+            if known:
+                return max(known, key=lambda k: (known[k], k))
+    return vocab.styles[0]

@@ -1,0 +1,184 @@
+"""The playground in a real Chromium: compose, see notation, play, continue an upload, download."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from composer.formats import read_melody, to_midi_bytes
+from composer.music import Melody, Meter, Note
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install -y chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """A real uvicorn server on loopback, in a thread of this process."""
+    import uvicorn
+
+    from composer.api import create_app
+
+    port = free_port()
+    config = uvicorn.Config(create_app(tiny_model_dir, workers=2), host="127.0.0.1", port=port,
+                            log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "server did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def fragment_midi() -> bytes:
+    e = 12
+    notes = [Note(p, d) for p, d in [(62, e), (66, e), (69, e), (71, 2 * e), (69, e),
+                                      (67, e), (66, e), (64, e), (62, 3 * e)]]
+    return to_midi_bytes(Melody(notes=notes, meter=Meter(6, 8), tonic=2, mode="major", title="Fragment"))
+
+
+def watch_console(page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    return errors
+
+
+def test_compose_play_continue_download(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#meter').options.length > 0")
+    assert "model:" in page.text_content("#model")
+
+    # Compose: notation, piano roll, bits/note.
+    page.fill("#bars", "4")
+    page.select_option("#meter", "6/8")
+    with page.expect_response("**/api/compose") as resp:
+        page.click("#go")
+    tune = resp.value.json()
+    assert tune["svg"].lstrip().startswith("<svg")
+    page.wait_for_function("document.querySelector('#notation').naturalWidth > 0")
+    assert page.is_visible("#notation") and page.is_visible("#roll")
+    assert "bits/note" in page.text_content("#bits")
+    assert page.evaluate("document.querySelector('#roll').width") > 100
+
+    # Play highlights notes as they sound; Stop ends it.
+    page.click("#play")
+    page.wait_for_function("Number(document.querySelector('#roll').dataset.current) >= 0", timeout=10000)
+    assert page.text_content("#play").strip().endswith("Stop")
+    page.click("#play")
+    assert page.get_attribute("#roll", "data-playing") == "false"
+
+    # Continue an uploaded MIDI fragment.
+    page.click("#tab-continue")
+    page.set_input_files("#file", files=[{"name": "fragment.mid", "mimeType": "audio/midi",
+                                          "buffer": fragment_midi()}])
+    page.fill("#new-bars", "2")
+    with page.expect_response("**/api/continue") as resp:
+        page.click("#go")
+    cont = resp.value.json()
+    assert resp.value.status == 200, cont
+    assert cont["fragment_notes"] > 0 and len(cont["notes"]) > cont["fragment_notes"]
+    page.wait_for_function("document.querySelector('#notation').naturalWidth > 0")
+    assert page.is_visible("#legend-fragment")
+    assert page.text_content("#legend-new-label") == "new bars"
+
+    # Download the MIDI and parse it.
+    with page.expect_download() as dl:
+        page.click("#dl-mid")
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    assert path.suffix == ".mid"
+    melody = read_melody(path.read_bytes(), path.name)
+    assert [n.pitch for n in melody.notes if n.pitch] == [n["pitch"] for n in cont["notes"] if n["pitch"]]
+
+    # MusicXML comes from the server, made again from the same request and seed.
+    with page.expect_download() as dl:
+        page.click("#dl-musicxml")
+    xml = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(xml)
+    assert xml.suffix == ".musicxml" and b"score-partwise" in xml.read_bytes()
+
+    page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+    assert (tmp_path / "playground.png").stat().st_size > 10_000
+    assert errors == [], errors
+
+    # An API error shows as a readable message (the browser logs the 400 itself; that is expected).
+    page.set_input_files("#file", files=[{"name": "noise.mid", "mimeType": "audio/midi",
+                                          "buffer": b"this is not a midi file"}])
+    page.click("#go")
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.text_content("#error")
+    assert message and "\n" not in message.strip() and "{" not in message
+    unexpected = [e for e in errors if "status of 400" not in e]
+    assert unexpected == [], unexpected
+
+
+def test_phone_width_layout(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#meter').options.length > 0")
+    page.fill("#bars", "4")
+    page.click("#go")
+    page.wait_for_function("document.querySelector('#notation').naturalWidth > 0")
+    # Nothing sticks out sideways: the page does not scroll horizontally.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for sel in ("#go", "#play", "#dl-mid", "#roll"):
+        box = page.locator(sel).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, sel
+    page.screenshot(path=str(tmp_path / "playground-phone.png"), full_page=True)
+    assert errors == [], errors
+
+
+def test_options_drive_the_controls(server, browser):
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#meter').options.length > 0")
+    import httpx
+
+    options = httpx.get(server + "/api/options").json()
+    meters = page.eval_on_selector_all("#meter option", "els => els.map(e => e.value)")
+    modes = page.eval_on_selector_all("#mode option", "els => els.map(e => e.value)")
+    styles = page.eval_on_selector_all("#style option", "els => els.map(e => e.value)")
+    assert meters == options["meters"] and modes == options["modes"]
+    assert styles == [""] + options["styles"]
+    # A bad value typed into a field comes back from the API as a readable message.
+    page.fill("#bars", "99")
+    page.click("#go")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "bars" in page.text_content("#error")
+    assert page.get_attribute("#bars", "aria-invalid") == "true"

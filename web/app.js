@@ -1,0 +1,510 @@
+// composer playground: builds controls from /api/options, composes or continues, draws the
+// piano roll shaded by surprisal, plays the tune with a small WebAudio synth, offers downloads.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  options: null,
+  mode: "compose",      // which tab is open
+  tune: null,           // last JSON result from the API
+  last: null,           // how the last result was made: {endpoint, fields, file}
+  playing: null,        // {ctx, master, t0, spq, raf}
+  current: -1,          // index of the note being played
+  layout: null,         // piano-roll geometry for hit testing
+};
+
+// ---------------------------------------------------------------- API -----------------------
+
+async function api(path, init) {
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    throw new Error("Cannot reach the server. Is `composer serve` still running?");
+  }
+  if (res.ok) return res;
+  let msg = `${res.status} ${res.statusText}`;
+  let field = null;
+  try {
+    const body = await res.json();
+    if (body && body.error) { msg = body.error; field = body.field || null; }
+  } catch (e) { /* not JSON: keep the status line */ }
+  if (res.status === 503) msg = "The server is busy right now; try again in a moment.";
+  if (res.status === 413) msg = "That file is larger than 1 MB.";
+  const err = new Error(msg);
+  err.field = field;
+  throw err;
+}
+
+function showError(err) {
+  const box = $("error");
+  box.textContent = err ? err.message : "";
+  box.hidden = !err;
+  document.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  if (err && err.field) {
+    const map = { bars: state.mode === "continue" ? "new-bars" : "bars", keep_bars: "keep-bars" };
+    const el = $(map[err.field] || err.field);
+    if (el) el.setAttribute("aria-invalid", "true");
+  }
+}
+
+// ---------------------------------------------------------------- controls ------------------
+
+function limit(name, fallback) {
+  const l = state.options && state.options.limits && state.options.limits[name];
+  if (Array.isArray(l)) return { min: l[0], max: l[1] };
+  if (l && typeof l === "object") return { min: l.min ?? fallback.min, max: l.max ?? fallback.max };
+  return fallback;
+}
+
+function fillSelect(sel, values, chosen, blankLabel) {
+  sel.replaceChildren();
+  if (blankLabel) sel.append(new Option(blankLabel, ""));
+  for (const v of values || []) sel.append(new Option(v, v, false, v === chosen));
+  if (chosen != null && (values || []).includes(chosen)) sel.value = chosen;
+}
+
+async function loadOptions() {
+  const [opts, health] = await Promise.all([
+    api("/api/options").then((r) => r.json()),
+    api("/api/health").then((r) => r.json()),
+  ]);
+  state.options = opts;
+  const d = opts.defaults || {};
+  $("model").textContent = `model: ${health.model}`;
+  fillSelect($("meter"), opts.meters, d.meter);
+  fillSelect($("key"), opts.keys, d.key);
+  fillSelect($("mode"), opts.modes, d.mode);
+  fillSelect($("style"), opts.styles, d.style || "", "any style");
+  const bars = limit("bars", { min: 1, max: 64 });
+  for (const id of ["bars", "new-bars", "keep-bars"]) { $(id).min = bars.min; $(id).max = bars.max; }
+  if (d.bars) $("bars").value = d.bars;
+  if (d.tempo) $("tempo").value = d.tempo;
+  const t = limit("temperature", { min: 0, max: 3 });
+  $("temperature").max = t.max;
+  if (d.temperature) $("temperature").value = d.temperature;
+  $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
+}
+
+function setTab(mode) {
+  state.mode = mode;
+  $("tab-compose").setAttribute("aria-selected", String(mode === "compose"));
+  $("tab-continue").setAttribute("aria-selected", String(mode === "continue"));
+  $("pane-compose").hidden = mode !== "compose";
+  $("pane-continue").hidden = mode !== "continue";
+  $("go").textContent = mode === "compose" ? "Compose" : "Continue";
+  $("score").hidden = mode !== "continue";
+  showError(null);
+}
+
+function samplingFields() {
+  const f = { temperature: Number($("temperature").value) };
+  const seed = $("seed").value.trim();
+  if (seed !== "") f.seed = Number(seed);
+  return f;
+}
+
+function composeFields() {
+  const f = samplingFields();
+  f.bars = Number($("bars").value);
+  for (const k of ["meter", "key", "mode", "style"]) if ($(k).value) f[k] = $(k).value;
+  if ($("tempo").value) f.tempo = Number($("tempo").value);
+  return f;
+}
+
+function fragmentFile() {
+  const file = $("file").files[0];
+  if (file) return file;
+  const text = $("abc-text").value.trim();
+  if (!text) return null;
+  return new File([text + "\n"], "pasted.abc", { type: "text/vnd.abc" });
+}
+
+function formData(fields, file) {
+  const fd = new FormData();
+  fd.append("file", file, file.name);
+  for (const [k, v] of Object.entries(fields)) fd.append(k, String(v));
+  return fd;
+}
+
+// The last request again, optionally as a file (?format=...), with the seed that was used.
+function request(last, format) {
+  const q = format ? `?format=${format}` : "";
+  if (last.endpoint === "compose") {
+    return api(`/api/compose${q}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(last.fields),
+    });
+  }
+  return api(`/api/${last.endpoint}${q}`, { method: "POST", body: formData(last.fields, last.file) });
+}
+
+async function run(endpoint) {
+  stop();
+  showError(null);
+  let last;
+  if (endpoint === "compose") {
+    last = { endpoint, fields: composeFields() };
+  } else {
+    const file = fragmentFile();
+    if (!file) { showError(new Error("Choose a file or paste some ABC first.")); return; }
+    const fields = endpoint === "continue" ? samplingFields() : {};
+    if (endpoint === "continue") {
+      fields.bars = Number($("new-bars").value);
+      if ($("keep-bars").value) fields.keep_bars = Number($("keep-bars").value);
+    }
+    last = { endpoint, fields, file };
+  }
+  const buttons = [$("go"), $("score"), $("reroll")];
+  buttons.forEach((b) => { b.disabled = true; });
+  const label = $("go").textContent;
+  if (endpoint !== "score") $("go").textContent = "Working…";
+  try {
+    const tune = await (await request(last)).json();
+    if (tune.seed != null) last.fields = { ...last.fields, seed: tune.seed };
+    state.last = last;
+    show(tune, endpoint);
+  } catch (err) {
+    showError(err);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    $("go").textContent = label;
+  }
+}
+
+// ---------------------------------------------------------------- result --------------------
+
+function barQuarters(meter) {
+  const [n, d] = String(meter || "4/4").split("/").map(Number);
+  return (n * 4) / (d || 4);
+}
+
+function show(tune, endpoint) {
+  state.tune = tune;
+  state.current = -1;
+  $("placeholder").hidden = true;
+  $("output").hidden = false;
+  $("title").textContent = tune.title || (endpoint === "score" ? "Your tune" : "Untitled");
+  const total = tune.notes.reduce((t, n) => Math.max(t, n.start + n.duration), 0);
+  const bars = Math.round((total - (tune.pickup || 0)) / barQuarters(tune.meter) * 10) / 10;
+  const chips = $("chips");
+  chips.replaceChildren();
+  const chip = (text, cls) => {
+    const el = document.createElement("span");
+    el.className = `chip ${cls || ""}`;
+    el.textContent = text;
+    chips.append(el);
+    return el;
+  };
+  chip(`${tune.key} ${tune.mode}`);
+  chip(tune.meter);
+  chip(`${bars} bars`);
+  if (tune.style) chip(tune.style);
+  if (tune.bits_per_note != null) chip(`${tune.bits_per_note.toFixed(2)} bits/note`, "strong").id = "bits";
+  if (tune.seed != null) {
+    const s = document.createElement("button");
+    s.type = "button";
+    s.className = "chip seed";
+    s.title = "use this seed";
+    s.textContent = `seed ${tune.seed}`;
+    s.addEventListener("click", () => { $("seed").value = tune.seed; });
+    chips.append(s);
+  }
+  const img = $("notation");
+  if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+  if (tune.svg) {
+    const url = URL.createObjectURL(new Blob([tune.svg], { type: "image/svg+xml" }));
+    img.dataset.url = url;
+    img.src = url;
+    img.hidden = false;
+    $("no-notation").hidden = true;
+  } else {
+    img.removeAttribute("src");
+    img.hidden = true;
+    $("no-notation").hidden = false;
+  }
+  const continued = (tune.fragment_notes || 0) > 0;
+  $("legend-fragment").hidden = !(continued || endpoint === "score");
+  $("legend-new-label").textContent = continued ? "new bars" : "surprisal";
+  state.fragmentAll = endpoint === "score";
+  $("dl-musicxml").hidden = endpoint === "score";
+  drawRoll();
+}
+
+// Surprisal colours: light = expected, dark = surprising; fragment notes blue, new notes warm.
+const WARM = [[247, 220, 156], [224, 112, 58], [155, 29, 32]];
+const COOL = [[199, 214, 230], [91, 127, 176], [35, 50, 95]];
+
+function ramp(stops, t) {
+  t = Math.max(0, Math.min(1, t));
+  const x = t * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((v, k) => Math.round(v + (stops[i + 1][k] - v) * f));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+function bits(tune, i) {
+  const s = tune.surprisal && tune.surprisal[i];
+  return s ? (s.rhythm || 0) + (s.pitch || 0) : null;
+}
+
+function isFragment(tune, i) {
+  return state.fragmentAll || i < (tune.fragment_notes || 0);
+}
+
+function drawRoll() {
+  const tune = state.tune;
+  const canvas = $("roll");
+  if (!tune || $("output").hidden) return;
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+
+  const pitched = tune.notes.filter((n) => n.pitch != null);
+  const lo = (pitched.length ? Math.min(...pitched.map((n) => n.pitch)) : 60) - 2;
+  const hi = (pitched.length ? Math.max(...pitched.map((n) => n.pitch)) : 72) + 2;
+  const total = Math.max(1, tune.notes.reduce((t, n) => Math.max(t, n.start + n.duration), 0));
+  const pad = 6;
+  const x = (q) => pad + (q / total) * (w - 2 * pad);
+  const rowH = (h - 2 * pad) / (hi - lo + 1);
+  const y = (p) => pad + (hi - p) * rowH;
+
+  for (let p = lo; p <= hi; p++) {            // black-key rows
+    if ([1, 3, 6, 8, 10].includes(((p % 12) + 12) % 12)) {
+      g.fillStyle = "rgba(60,50,30,0.05)";
+      g.fillRect(0, y(p), w, rowH);
+    }
+  }
+  const bar = barQuarters(tune.meter);
+  g.lineWidth = 1;
+  for (let b = tune.pickup || 0, k = 0; b <= total + 1e-9; b += bar, k++) {   // barlines
+    g.strokeStyle = k % 4 === 0 ? "rgba(60,50,30,0.28)" : "rgba(60,50,30,0.12)";
+    g.beginPath(); g.moveTo(Math.round(x(b)) + 0.5, 0); g.lineTo(Math.round(x(b)) + 0.5, h); g.stroke();
+  }
+
+  const all = tune.notes.map((_, i) => bits(tune, i)).filter((b) => b != null);
+  const top = Math.max(6, ...all);
+  const frag = tune.fragment_notes || 0;
+  if (frag > 0 && frag < tune.notes.length && !state.fragmentAll) {
+    const bx = x(tune.notes[frag].start);
+    g.fillStyle = "rgba(47,93,80,0.06)";
+    g.fillRect(bx, 0, w - bx, h);
+    g.setLineDash([4, 4]);
+    g.strokeStyle = "#2f5d50";
+    g.beginPath(); g.moveTo(bx + 0.5, 0); g.lineTo(bx + 0.5, h); g.stroke();
+    g.setLineDash([]);
+    g.fillStyle = "#2f5d50";
+    g.font = "600 11px system-ui, sans-serif";
+    g.fillText("new", bx + 4, 13);
+  }
+
+  const rects = [];
+  tune.notes.forEach((n, i) => {
+    if (n.pitch == null) { rects.push(null); return; }
+    const b = bits(tune, i);
+    const t = b == null ? 0.3 : b / top;
+    const r = { x: x(n.start), y: y(n.pitch), w: Math.max(2, x(n.start + n.duration) - x(n.start) - 1), h: Math.max(2, rowH - 1) };
+    rects.push(r);
+    g.fillStyle = ramp(isFragment(tune, i) ? COOL : WARM, t);
+    g.beginPath();
+    g.roundRect ? g.roundRect(r.x, r.y, r.w, r.h, 2) : g.rect(r.x, r.y, r.w, r.h);
+    g.fill();
+  });
+  const cur = state.current;
+  if (cur >= 0 && cur < tune.notes.length) {
+    const n = tune.notes[cur];
+    g.strokeStyle = "#1f2a30";
+    g.lineWidth = 1.5;
+    g.beginPath(); g.moveTo(x(n.start) + 0.5, 0); g.lineTo(x(n.start) + 0.5, h); g.stroke();
+    if (rects[cur]) {
+      const r = rects[cur];
+      g.lineWidth = 2.5;
+      g.strokeStyle = "#f2b950";
+      g.strokeRect(r.x - 1.5, r.y - 1.5, r.w + 3, r.h + 3);
+    }
+  }
+  state.layout = { rects };
+}
+
+const NAMES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"];
+const pitchName = (p) => `${NAMES[p % 12]}${Math.floor(p / 12) - 1}`;
+
+function describe(i) {
+  const tune = state.tune;
+  const n = tune.notes[i];
+  const s = (tune.surprisal || [])[i] || {};
+  const f = (v) => (v == null ? "–" : v.toFixed(2));
+  const who = isFragment(tune, i) ? "yours" : "new";
+  return `note ${i + 1} (${who}): ${n.pitch == null ? "rest" : pitchName(n.pitch)}, ` +
+    `${+n.duration.toFixed(3)} beats · rhythm ${f(s.rhythm)} bits · pitch ${f(s.pitch)} bits`;
+}
+
+function onHover(ev) {
+  if (!state.layout) return;
+  const rect = $("roll").getBoundingClientRect();
+  const px = ev.clientX - rect.left;
+  const py = ev.clientY - rect.top;
+  const i = state.layout.rects.findIndex((r) => r && px >= r.x && px <= r.x + r.w && py >= r.y - 2 && py <= r.y + r.h + 2);
+  if (i >= 0) $("hover").textContent = describe(i);
+}
+
+// ---------------------------------------------------------------- playback ------------------
+
+function play() {
+  const tune = state.tune;
+  if (!tune) return;
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!Ctx) { showError(new Error("This browser cannot play audio.")); return; }
+  const ctx = new Ctx();
+  const master = ctx.createGain();
+  master.gain.value = 0.22;
+  master.connect(ctx.destination);
+  const spq = 60 / (tune.tempo || 120);
+  const t0 = ctx.currentTime + 0.08;
+  for (const n of tune.notes) {
+    if (n.pitch == null) continue;
+    const start = t0 + n.start * spq;
+    const end = start + Math.max(0.05, n.duration * spq * 0.92);
+    const freq = 440 * Math.pow(2, (n.pitch - 69) / 12);
+    const env = ctx.createGain();
+    env.gain.setValueAtTime(0, start);
+    env.gain.linearRampToValueAtTime(1, start + 0.012);
+    env.gain.exponentialRampToValueAtTime(0.55, start + 0.12);
+    env.gain.setValueAtTime(0.55, Math.max(start + 0.12, end - 0.04));
+    env.gain.linearRampToValueAtTime(0.0001, end);
+    env.connect(master);
+    // A triangle with a quiet octave above: a soft, whistle-like voice.
+    for (const [type, mult, level] of [["triangle", 1, 1], ["sine", 2, 0.18]]) {
+      const osc = ctx.createOscillator();
+      const lvl = ctx.createGain();
+      osc.type = type;
+      osc.frequency.value = freq * mult;
+      lvl.gain.value = level;
+      osc.connect(lvl).connect(env);
+      osc.start(start);
+      osc.stop(end + 0.02);
+    }
+  }
+  const total = tune.notes.reduce((t, n) => Math.max(t, n.start + n.duration), 0);
+  state.playing = { ctx, master, t0, spq, total, raf: 0 };
+  $("play").textContent = "■ Stop";
+  $("roll").dataset.playing = "true";
+  const tick = () => {
+    const p = state.playing;
+    if (!p) return;
+    const q = (p.ctx.currentTime - p.t0) / p.spq;
+    if (q > p.total + 0.1) { stop(); return; }
+    const i = tune.notes.findIndex((n) => q >= n.start && q < n.start + n.duration);
+    if (i !== state.current) {
+      state.current = i;
+      $("roll").dataset.current = String(i);
+      drawRoll();
+    }
+    p.raf = requestAnimationFrame(tick);
+  };
+  state.playing.raf = requestAnimationFrame(tick);
+}
+
+function stop() {
+  const p = state.playing;
+  if (!p) return;
+  state.playing = null;
+  cancelAnimationFrame(p.raf);
+  try {
+    p.master.gain.setTargetAtTime(0, p.ctx.currentTime, 0.02);
+    setTimeout(() => p.ctx.close().catch(() => {}), 120);
+  } catch (e) { /* already closed */ }
+  state.current = -1;
+  $("play").textContent = "▶ Play";
+  $("roll").dataset.playing = "false";
+  $("roll").dataset.current = "-1";
+  drawRoll();
+}
+
+// ---------------------------------------------------------------- downloads -----------------
+
+function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 2000);
+}
+
+function baseName() {
+  const t = state.tune;
+  const stem = (t.title || "tune").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "tune";
+  return t.seed != null ? `${stem}-${t.seed}` : stem;
+}
+
+async function download(format) {
+  const t = state.tune;
+  if (!t) return;
+  showError(null);
+  try {
+    if (format === "mid") {
+      const bytes = Uint8Array.from(atob(t.midi), (c) => c.charCodeAt(0));
+      saveBlob(new Blob([bytes], { type: "audio/midi" }), `${baseName()}.mid`);
+    } else if (format === "abc") {
+      saveBlob(new Blob([t.abc], { type: "text/vnd.abc" }), `${baseName()}.abc`);
+    } else {
+      // MusicXML is made on request: the same request again, with the seed that was used.
+      const res = await request(state.last, format);
+      const cd = res.headers.get("Content-Disposition") || "";
+      const m = cd.match(/filename="([^"]+)"/);
+      saveBlob(await res.blob(), m ? m[1] : `${baseName()}.musicxml`);
+    }
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---------------------------------------------------------------- wiring --------------------
+
+function wire() {
+  $("tab-compose").addEventListener("click", () => setTab("compose"));
+  $("tab-continue").addEventListener("click", () => setTab("continue"));
+  $("form").addEventListener("submit", (ev) => { ev.preventDefault(); run(state.mode); });
+  $("score").addEventListener("click", () => run("score"));
+  $("reroll").addEventListener("click", () => {
+    $("seed").value = Math.floor(Math.random() * 2 ** 31);
+    run(state.mode);
+  });
+  $("temperature").addEventListener("input", () => {
+    $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
+  });
+  $("play").addEventListener("click", () => (state.playing ? stop() : play()));
+  $("dl-mid").addEventListener("click", () => download("mid"));
+  $("dl-abc").addEventListener("click", () => download("abc"));
+  $("dl-musicxml").addEventListener("click", () => download("musicxml"));
+  $("roll").addEventListener("mousemove", onHover);
+  $("roll").addEventListener("click", onHover);
+  const file = $("file");
+  const updateFile = () => {
+    const f = file.files[0];
+    $("file-name").textContent = f ? `${f.name} (${Math.ceil(f.size / 1024)} KB)` : "or drop it here";
+    $("clear-file").hidden = !f;
+  };
+  file.addEventListener("change", updateFile);
+  $("clear-file").addEventListener("click", () => { file.value = ""; updateFile(); });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    if (ev.dataTransfer.files.length) { file.files = ev.dataTransfer.files; updateFile(); }
+  });
+  let resize = 0;
+  window.addEventListener("resize", () => { cancelAnimationFrame(resize); resize = requestAnimationFrame(drawRoll); });
+}
+
+wire();
+loadOptions().catch(showError);
