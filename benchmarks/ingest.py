@@ -33,7 +33,7 @@ def write_midi_folder(folder: Path, n: int, seed: int = 0) -> None:
         pitch = rng.randrange(60, 72)
         for _ in range(rng.randrange(12, 49)):
             pitch = max(50, min(84, pitch + rng.choice([-4, -2, -1, 1, 2, 3])))
-            ticks = rng.choice([240, 240, 480, 720]) if num == 6 else rng.choice([240, 480, 480, 960])
+            ticks = rng.choice([240, 240, 480, 720] if num == 6 else [240, 480, 480, 960])
             track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
             track.append(mido.Message("note_off", note=pitch, velocity=0, time=ticks))
         mid.save(folder / f"tune{i:04d}.mid")
@@ -69,7 +69,8 @@ def main() -> None:
     print(f"workers: {args.workers}")
     print(f"{'case':32} {'files':>6} {'kept':>6} {'seconds':>8}  {'rate':>14}  {'target':>15}  ok")
     for name, files, kept, sec, rate, target, ok in rows:
-        print(f"{name:32} {files:6d} {kept:6d} {sec:8.2f}  {rate:>14}  {target:>15}  {'yes' if ok else 'NO'}")
+        verdict = "yes" if ok else "NO"
+        print(f"{name:32} {files:6d} {kept:6d} {sec:8.2f}  {rate:>14}  {target:>15}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -28,18 +28,19 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
 @app.command("ingest")
 def ingest_command(
     sources: list[str] = typer.Argument(
-        None, metavar="[SOURCE]...", show_default=False,
-        help="music21:<collection>, a file or a folder (searched recursively for "
-             ".mid .midi .abc .xml .mxl .musicxml .krn). Default: the five music21 folk collections."),
+        None, metavar="SOURCE", show_default=False,
+        help="music21:<collection>, a file or a folder (searched recursively for .mid .midi "
+             ".abc .xml .mxl .musicxml .krn). Default: the five music21 folk collections."),
     out: str = typer.Option("data/folk.npz", "--out", "-o", help="Dataset file to write."),
     workers: int = typer.Option(None, "--workers", "-j", min=1, show_default="number of cores",
                                 help="Parser processes."),
-    style: str = typer.Option(None, "--style", help="Style label for every tune "
-                                                    "(default: the collection or folder name)."),
+    style: str = typer.Option(None, "--style", show_default="collection or folder name",
+                              help="Style label for every tune."),
     cache: str = typer.Option(None, "--cache", show_default="cache/ next to --out",
                               help="Folder of the per-file parse cache."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Name each skipped tune on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Name each skipped tune on stderr."),
 ) -> None:
     """Read tunes and write the dataset file (encoded streams, vocabularies, split)."""
     import json
@@ -119,6 +120,163 @@ def evaluate_command(
     except (CheckpointError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
     typer.echo(json.dumps(report) if as_json else evaluate.format_report(report))
+
+
+_MODEL_HELP = "Model folder (model.safetensors + config.json)."
+_OUT_HELP = ("Output file: .mid .abc .musicxml .xml .json .wav, or - for ABC on stdout. "
+             "Several tunes: numbered files, or one multi-tune .abc.")
+
+
+@app.command("compose")
+def compose_command(
+    out: str = typer.Option("-", "--out", "-o", help=_OUT_HELP),
+    model: str = typer.Option(None, "--model", show_default="the shipped model", help=_MODEL_HELP),
+    bars: int = typer.Option(16, "--bars", help="Complete bars (1..256)."),
+    meter: str = typer.Option(None, "--meter", show_default="4/4 if the model has it",
+                              help="Time signature, e.g. 6/8."),
+    key: str = typer.Option("D", "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
+    mode: str = typer.Option("major", "--mode", help="major, minor, dorian, mixolydian, ..."),
+    style: str = typer.Option(None, "--style", show_default="the model's default style",
+                              help="Style label the model was trained with."),
+    tempo: float = typer.Option(120.0, "--tempo", help="Quarter notes per minute."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1]."),
+    seed: int = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed."),
+    count: int = typer.Option(1, "--count", help="Number of tunes (sampled in one batch)."),
+    best_of: int = typer.Option(1, "--best-of", help="Sample M per tune, keep the likeliest."),
+    low: int = typer.Option(55, "--low", help="Lowest MIDI pitch."),
+    high: int = typer.Option(88, "--high", help="Highest MIDI pitch."),
+) -> None:
+    """Compose new tunes: exactly --bars bars of --meter in --key --mode."""
+    from .checkpoint import CheckpointError
+    from .sample import Composer, ComposeRequest, SamplingOptions, report_line, write_output
+
+    try:
+        opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
+                               low=low, high=high)
+        opts.validate()
+        composer = Composer.load(model)
+        req = ComposeRequest(bars=bars, meter=meter or composer.options()["defaults"]["meter"],
+                             key=key, mode=mode, style=style, tempo=tempo, sampling=opts)
+        comps = composer.compose_many(req, count)
+        written, text = write_output(comps, out)
+    except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(str(e)) from None
+    if text is not None:
+        typer.echo(text, nl=False)
+    typer.echo(report_line(comps, written), err=True)
+
+
+@app.command("continue")
+def continue_command(
+    input: str = typer.Argument(..., metavar="INPUT", help="Fragment: .mid .abc .musicxml .xml"),
+    out: str = typer.Option("-", "--out", "-o", help=_OUT_HELP),
+    model: str = typer.Option(None, "--model", show_default="the shipped model", help=_MODEL_HELP),
+    bars: int = typer.Option(8, "--bars", help="New complete bars to add (1..256)."),
+    keep_bars: int = typer.Option(None, "--keep-bars", help="Use only the first N bars of INPUT."),
+    style: str = typer.Option(None, "--style", show_default="the model's default style",
+                              help="Style label the model was trained with."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1]."),
+    seed: int = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed."),
+    best_of: int = typer.Option(1, "--best-of", help="Sample M, keep the likeliest."),
+    low: int = typer.Option(55, "--low", help="Lowest MIDI pitch of the new notes."),
+    high: int = typer.Option(88, "--high", help="Highest MIDI pitch of the new notes."),
+) -> None:
+    """Continue a fragment: its notes unchanged, then --bars new bars in its key and meter."""
+    from .checkpoint import CheckpointError
+    from .sample import Composer, SamplingOptions, read_input, report_line, write_output
+
+    try:
+        opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
+                               low=low, high=high)
+        opts.validate()
+        melody = read_input(input)
+        composer = Composer.load(model)
+        comp = composer.continue_melody(melody, bars=bars, keep_bars=keep_bars, sampling=opts,
+                                        style=style)
+        written, text = write_output([comp], out)
+    except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(str(e)) from None
+    if text is not None:
+        typer.echo(text, nl=False)
+    typer.echo(report_line([comp], written), err=True)
+
+
+@app.command("score")
+def score_command(
+    input: str = typer.Argument(..., metavar="INPUT", help="Tune: .mid .abc .musicxml .xml"),
+    model: str = typer.Option(None, "--model", show_default="the shipped model", help=_MODEL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """How surprising each note of a tune is to the model (bits), and the 5 most surprising."""
+    import json
+
+    from .checkpoint import CheckpointError
+    from .sample import Composer, read_input
+
+    try:
+        melody = read_input(input)
+        report = Composer.load(model).score(melody)
+    except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(str(e)) from None
+    typer.echo(json.dumps(report.to_dict()) if as_json else report.to_text())
+
+
+@app.command("train")
+def train_command(
+    data: str = typer.Option(..., "--data", help="Dataset file written by `composer ingest`."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder (model, metrics, resume state)."),
+    arch: str = typer.Option("dual", "--arch", help="dual (rhythm + melody networks) or joint "
+                                                     "(one network over (duration, pitch) tokens)."),
+    cell: str = typer.Option("gru", "--cell", help="Recurrent cell: gru, lstm or rnn."),
+    hidden: int = typer.Option(256, "--hidden", min=1, help="Units per layer (joint: the size is "
+                                                            "matched to a dual model of this width)."),
+    layers: int = typer.Option(2, "--layers", min=1, help="Recurrent layers per network."),
+    dropout: float = typer.Option(0.1, "--dropout", min=0.0, max=0.95),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs in all (a resumed run counts "
+                                                          "the epochs already done)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Tunes per batch and process."),
+    lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (AdamW)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where the hardware has "
+                                                              "it), bf16 or fp32."),
+    window: int = typer.Option(512, "--window", min=8, help="Longest training sequence in notes; "
+                                                            "longer tunes are cut into windows."),
+    patience: int = typer.Option(4, "--patience", min=1, help="Stop after this many epochs "
+                                                              "without a better validation loss."),
+    max_minutes: float = typer.Option(None, "--max-minutes", min=0.0, help="Stop (resumably) "
+                                                                           "after this long."),
+    checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes", min=0.0,
+                                             help="Resume checkpoint interval within an epoch."),
+    threads: int = typer.Option(None, "--threads", min=1, show_default="cores / processes",
+                                help="CPU threads per process."),
+) -> None:
+    """Train a model; launched by torchrun it trains on all processes with DDP."""
+    import json
+    import os
+
+    from .checkpoint import CheckpointError
+    from .train import TrainConfig, TrainError, train
+
+    # torchrun describes the process group in the environment.
+    env = {k: int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1),
+                                                      ("LOCAL_RANK", 0))}
+    cfg = TrainConfig(data=data, out=out, arch=arch, cell=cell, hidden=hidden, layers=layers,
+                      dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      resume=resume, device=device, precision=precision, window=window,
+                      patience=patience, max_minutes=max_minutes,
+                      checkpoint_minutes=checkpoint_minutes, threads=threads, rank=env["RANK"],
+                      world_size=env["WORLD_SIZE"], local_rank=env["LOCAL_RANK"])
+    try:
+        result = train(cfg, log=lambda msg: typer.echo(msg, err=True),
+                       progress=sys.stderr.isatty())
+    except (TrainError, CheckpointError, *USER_ERRORS) as e:
+        raise fail(str(e)) from None
+    if cfg.rank == 0:
+        typer.echo(json.dumps(result))
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Ingest tune sources (music21 collections, folders, files) into a dataset file: parallel, cached, split."""
+"""Ingest music21 collections, folders and files into a dataset file: parallel, cached, split."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from . import formats
 from .dataset import SPLITS, Dataset
-from .encoding import ENCODER_VERSION, Vocab, build_duration_vocab, encode
+from .encoding import (DEFAULT_PITCH_HIGH, DEFAULT_PITCH_LOW, ENCODER_VERSION, Vocab,
+                       build_duration_vocab, encode)
 from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
 
 EXTENSIONS = (".mid", ".midi", ".abc", ".xml", ".mxl", ".musicxml", ".krn")
@@ -74,7 +76,8 @@ def collection_names() -> list[str]:
     from music21 import common
 
     root = Path(common.getCorpusFilePath())
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
 def resolve_sources(sources: list[str], style: str | None = None) -> list[SourceFile]:
@@ -89,7 +92,8 @@ def resolve_sources(sources: list[str], style: str | None = None) -> list[Source
             files.append(SourceFile(path, path.name, style or path.resolve().parent.name))
         elif path.is_dir():
             label = style or path.resolve().name
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+            found = sorted(p for p in path.rglob("*")
+                           if p.suffix.lower() in EXTENSIONS and p.is_file())
             files += [SourceFile(p, p.relative_to(path).as_posix(), label) for p in found]
         else:
             raise FileNotFoundError(f"no such file or folder: {src}")
@@ -107,7 +111,8 @@ def _collection_files(name: str, style: str | None) -> list[SourceFile]:
     root = paths[0].parent
     while not all(root in p.parents for p in paths):
         root = root.parent
-    return [SourceFile(p, f"{COLLECTION_PREFIX}{name}/{p.relative_to(root).as_posix()}", style or name)
+    prefix = COLLECTION_PREFIX + name
+    return [SourceFile(p, f"{prefix}/{p.relative_to(root).as_posix()}", style or name)
             for p in paths]
 
 
@@ -129,7 +134,8 @@ def tune_to_dict(t: "formats.ParsedTune") -> dict:
         "pitches": [n.pitch for n in m.notes], "durations": [n.duration for n in m.notes],
         "meter": str(m.meter), "tonic": m.tonic, "mode": m.mode, "pickup": m.pickup,
         "tempo": m.tempo, "title": m.title}
-    return {"number": t.number, "title": t.title, "error": t.error, "detail": t.detail, "melody": mel}
+    return {"number": t.number, "title": t.title, "error": t.error, "detail": t.detail,
+            "melody": mel}
 
 
 def melody_from_dict(d: dict, style: str) -> Melody:
@@ -145,10 +151,13 @@ def parse_units(units: list[tuple[int, str, bytes]]) -> list[tuple[int, list[dic
         try:
             tunes = [tune_to_dict(t) for t in formats.read_tunes(name, data)]
         except Exception as e:  # the reader should not raise; never let one file stop the ingest
-            tunes = [{"number": None, "title": "", "error": "parse error", "detail": _short(e),
-                      "melody": None}]
+            tunes = [_failed("parse error", _short(e))]
         out.append((uid, tunes))
     return out
+
+
+def _failed(reason: str, detail: str = "") -> dict:
+    return {"number": None, "title": "", "error": reason, "detail": detail, "melody": None}
 
 
 def _short(e: BaseException) -> str:
@@ -188,9 +197,8 @@ def _run_units(units: list[tuple[int, str, bytes]], weights: list[int], workers:
                         try:
                             done_units = fut.result()
                         except BrokenProcessPool as e:  # a reader crashed the interpreter
-                            done_units = [(units[i][0], [{
-                                "number": None, "title": "", "error": "parse error",
-                                "melody": None, "detail": f"reader crashed: {e}"}]) for i in batch]
+                            crashed = [_failed("parse error", f"reader crashed: {e}")]
+                            done_units = [(units[i][0], crashed) for i in batch]
                         for uid, tunes in done_units:
                             on_done(uid, tunes)
                         bar.update(sum(weights[i] for i in batch))
@@ -203,7 +211,7 @@ def _run_units(units: list[tuple[int, str, bytes]], weights: list[int], workers:
 
 def _batches(order: list[int], weights: list[int], workers: int) -> list[list[int]]:
     """Group small units so that many tiny files do not cost one round trip each."""
-    target = max(1, sum(weights) // max(1, workers * 8))
+    target = max(1, sum(weights) // (workers * 32))  # a small last batch keeps the tail short
     batches: list[list[int]] = []
     cur: list[int] = []
     cur_w = 0
@@ -217,17 +225,10 @@ def _batches(order: list[int], weights: list[int], workers: int) -> list[list[in
 
 
 def _progress_bar(total: int, enabled: bool):
-    if enabled:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        return tqdm(total=total, unit="tune", file=sys.stderr, desc="ingest", leave=False)
-
-    class _Null:
-        def update(self, n: int = 1) -> None: ...
-
-        def close(self) -> None: ...
-
-    return _Null()
+    return tqdm(total=total, unit="tune", file=sys.stderr, desc="ingest", leave=False,
+                disable=not enabled)
 
 
 # --- cache -----------------------------------------------------------------------------------
@@ -237,6 +238,14 @@ def _cache_load(path: Path) -> list[dict] | None:
         return json.loads(path.read_text(encoding="utf-8"))["tunes"]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing or damaged entries are simply parsed again
+
+
+def _prune_cache(cache_dir: Path, keep: str) -> None:
+    """Remove cache folders written by other versions of the readers or the encoder."""
+    if cache_dir.is_dir():
+        for old in cache_dir.glob("enc*-fmt*-*"):
+            if old.name != keep and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -253,57 +262,54 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def read_sources(files: list[SourceFile], cache_dir: Path, workers: int, opts: IngestOptions,
                  progress: bool = False) -> tuple[list[list[dict]], int]:
-    """Parsed tunes (as dicts) of every file, from the cache or the readers; and the cache hits."""
+    """Parsed tunes (as dicts) of every file, from the cache or the readers; and the cache hits.
+
+    The cache holds one JSON file per source file, named by the hash of its content, in a folder
+    named by the reader fingerprint; folders of other fingerprints are stale and get removed.
+    """
     fingerprint = reader_fingerprint()
-    per_file: list[list[dict] | None] = [None] * len(files)
-    keys: list[str] = []
+    _prune_cache(cache_dir, fingerprint)
+    cache_dir = cache_dir / fingerprint
+    per_file: list[list[dict]] = [[] for _ in files]
+    keys = [hashlib.sha256(sf.path.read_bytes()).hexdigest() for sf in files]
     units: list[tuple[int, str, bytes]] = []
     weights: list[int] = []
-    owner: list[int] = []  # unit -> file index
+    where: list[tuple[int, int]] = []  # unit -> (file, piece of that file)
+    pieces_done: dict[int, list] = {}  # file -> parsed pieces (None until parsed)
     hits = 0
-    fresh: list[int] = []  # files not in the cache
-    for fi, sf in enumerate(files):
-        data = sf.path.read_bytes()
-        key = hashlib.sha256(hashlib.sha256(data).digest() + fingerprint.encode()).hexdigest()
-        keys.append(key)
-        cached = _cache_load(cache_dir / f"{key}.json")
-        if cached is not None:
-            per_file[fi], hits = cached, hits + 1
-            continue
-        fresh.append(fi)
-        if not data.strip():
-            per_file[fi] = [{"number": None, "title": "", "error": "empty file", "detail": "",
-                             "melody": None}]
-            continue
-        is_abc = sf.path.suffix.lower() == ".abc"
-        for piece in split_abc(data, opts.abc_chunk_tunes) if is_abc else [data]:
-            units.append((len(units), str(sf.path), piece))
-            weights.append(max(1, len(re.findall(rb"(?m)^X:", piece))) if is_abc else 1)
-            owner.append(fi)
-    parsed: dict[int, list[dict]] = {}
-    left = Counter(owner)  # units still to parse, per file
-    file_units: dict[int, list[int]] = {}
-    for uid, fi in enumerate(owner):
-        file_units.setdefault(fi, []).append(uid)
 
     def store(fi: int) -> None:  # as soon as a file is complete, so an interrupted run keeps it
         _write_atomic(cache_dir / f"{keys[fi]}.json",
-                      json.dumps({"reader": fingerprint, "tunes": per_file[fi] or []}))
+                      json.dumps({"reader": fingerprint, "tunes": per_file[fi]}))
+
+    for fi, sf in enumerate(files):
+        cached = _cache_load(cache_dir / f"{keys[fi]}.json")
+        if cached is not None:
+            per_file[fi], hits = cached, hits + 1
+            continue
+        data = sf.path.read_bytes()
+        if not data.strip():
+            per_file[fi] = [_failed("empty file")]
+            store(fi)
+            continue
+        is_abc = sf.path.suffix.lower() == ".abc"
+        pieces = split_abc(data, opts.abc_chunk_tunes) if is_abc else [data]
+        pieces_done[fi] = [None] * len(pieces)
+        for k, piece in enumerate(pieces):
+            units.append((len(units), str(sf.path), piece))
+            weights.append(max(1, len(re.findall(rb"(?m)^X:", piece))) if is_abc else 1)
+            where.append((fi, k))
 
     def on_done(uid: int, tunes: list[dict]) -> None:
-        parsed[uid] = tunes
-        fi = owner[uid]
-        left[fi] -= 1
-        if not left[fi]:
-            per_file[fi] = [t for u in file_units[fi] for t in parsed.pop(u)]
+        fi, k = where[uid]
+        pieces_done[fi][k] = tunes
+        if all(p is not None for p in pieces_done[fi]):
+            per_file[fi] = [t for p in pieces_done.pop(fi) for t in p]
             store(fi)
 
     if units:
         _run_units(units, weights, workers, progress, on_done)
-    for fi in fresh:
-        if fi not in left:
-            store(fi)
-    return [p or [] for p in per_file], hits
+    return per_file, hits
 
 
 # --- from parsed tunes to the dataset --------------------------------------------------------
@@ -354,9 +360,9 @@ def signature(d: dict) -> tuple:
 def _select(files: list[SourceFile], parsed: list[list[dict]], opts: IngestOptions,
             rec: _Record) -> list[tuple[Melody, dict]]:
     """Melodies that pass the filters, first copy of each duplicate only, with their metadata."""
-    probe = Vocab(durations=[1])
     kept: list[tuple[Melody, dict]] = []
     seen: dict[tuple, str] = {}
+    span = DEFAULT_PITCH_HIGH - DEFAULT_PITCH_LOW
     for sf, tunes in zip(files, parsed):
         if not tunes:
             rec.skip("no tunes", sf.source)
@@ -368,11 +374,12 @@ def _select(files: list[SourceFile], parsed: list[list[dict]], opts: IngestOptio
                 rec.skip(str(t.get("error") or "no melody"), where, t.get("detail") or "")
                 continue
             try:
-                reason = _check(d, Meter.parse(d["meter"]), opts, probe.pitch_high - probe.pitch_low)
+                reason = _check(d, Meter.parse(d["meter"]), opts, span)
                 sig = signature(d) if reason is None else None
                 mel = melody_from_dict(d, sf.style) if reason is None and sig not in seen else None
             except (MusicError, KeyError, TypeError, ValueError) as e:
-                rec.skip("unsupported meter" if "meter" in str(e) else "parse error", where, _short(e))
+                reason = "unsupported meter" if "meter" in str(e) else "parse error"
+                rec.skip(reason, where, _short(e))
                 continue
             if reason is None and sig in seen:
                 reason = "duplicate"
@@ -486,7 +493,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"read {s['tunes_read']} tunes from {s['files']} files ({s['cached_files']} from cache)",
         f"kept {s['tunes_kept']} tunes, {s['notes']} notes; splits: {splits}",
-        f"skipped {sum(s['skipped'].values())}" + (f": {_reasons(s['skipped'])}" if s["skipped"] else ""),
+        f"skipped {sum(s['skipped'].values())}: {_reasons(s['skipped']) or 'none'}",
         f"{s['snapped_tunes']} tunes had rare durations snapped; {s['durations']} durations, "
         f"meters: {', '.join(s['meters'])}",
         f"wrote {s['out']} in {s['seconds']:.1f} s",

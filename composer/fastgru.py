@@ -99,10 +99,11 @@ class FusedDual:
 class FusedBatch:
     """Recurrent state and work buffers of one batch; not shared between threads."""
 
-    def __init__(self, net: FusedDual, rows: int, labels: np.ndarray):
+    def __init__(self, net: FusedDual, rows: int, labels: np.ndarray, refresh: bool = True):
         self.net = net
         H, L = net.hidden, net.layers
         self.rows = rows
+        self.labels = labels
         off = net.offsets
         self.off = off
         self.r_idx = torch.zeros(rows, 7, dtype=torch.long)
@@ -135,7 +136,17 @@ class FusedBatch:
         self.dur_logits_np = self.out_r[-1][:, 3 * H:-3 * H].numpy()
         self.pitch_logits_np = self.out_m[-1][:, :-3 * H].numpy()
         self.rz_r, self.rz_z = self.rz[:, :H], self.rz[:, H:]
-        self._refresh()
+        if refresh:
+            self._refresh()
+
+    def select(self, rows: np.ndarray) -> "FusedBatch":
+        """A batch of only the given rows (their state included), e.g. to drop finished ones."""
+        new = FusedBatch(self.net, len(rows), self.labels[rows], refresh=False)
+        index = torch.from_numpy(np.asarray(rows, np.int64))
+        for mine, theirs in zip(self.h_r + self.h_m + self.out_r + self.out_m,
+                                new.h_r + new.h_m + new.out_r + new.out_m):
+            torch.index_select(mine, 0, index, out=theirs)
+        return new
 
     def _refresh(self) -> None:
         """Recompute every cell's W_hh h + b_hh from the hidden states (after a reset or prime)."""
@@ -166,11 +177,12 @@ class FusedBatch:
     def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
         """One rhythm step (ints or int arrays [rows]); returns the next-duration logits
         [rows, n_durations] (a view that the next rhythm() call overwrites)."""
-        idx, off = self.r_idx_np, self.off
-        idx[:, 0] = dur_in
-        idx[:, 1] = pitch_in + off[1]
-        idx[:, 2] = pos_in + off[2]
-        idx[:, 3] = pos_out + off[3]
+        r, m, off = self.r_idx_np, self.m_idx_np, self.off
+        # the melody step of the same note reads the same four inputs
+        r[:, 0] = m[:, 0] = dur_in
+        r[:, 1] = m[:, 1] = pitch_in + off[1]
+        r[:, 2] = m[:, 2] = pos_in + off[2]
+        r[:, 3] = m[:, 3] = pos_out + off[3]
         g = torch.embedding_bag(self.net.r_table, self.r_flat, self.r_offsets, False, 0)[0]
         H2 = 2 * self.net.hidden
         self._run(self.r_steps, (g[:, :H2], g[:, H2:]))
@@ -179,9 +191,7 @@ class FusedBatch:
     def melody(self, dur_out) -> np.ndarray:
         """The melody step after rhythm() on the same inputs, given the chosen next durations;
         returns the next-pitch logits [rows, n_pitches] (a view)."""
-        idx = self.m_idx_np
-        idx[:, :4] = self.r_idx_np[:, :4]
-        idx[:, 7] = dur_out + self.off[7]
+        self.m_idx_np[:, 7] = dur_out + self.off[7]
         torch.add(torch.embedding_bag(self.net.m_table, self.m_flat, self.m_offsets, False, 0)[0],
                   self.m_from_r, out=self.gi_m0)
         self._run(self.m_steps, None)

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from numbers import Real
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,17 +84,14 @@ def read_tunes(path: str | os.PathLike, data: bytes | None = None,
         return [ParsedTune(None, None, name, "unsupported type",
                            f"'{suffix or path.name}'; readable: {' '.join(READ_SUFFIXES)}")]
     try:
-        if data is None:
-            if path.stat().st_size > limits.max_file_bytes:
-                return [ParsedTune(None, None, name, "file too large",
-                                   f"over {limits.max_file_bytes // 1_000_000} MB")]
-            data = path.read_bytes()
+        size = path.stat().st_size if data is None else len(data)
+        if size > limits.max_file_bytes:
+            return [ParsedTune(None, None, name, "file too large", f"{size} bytes > {limits.max_file_bytes}")]
+        data = path.read_bytes() if data is None else data
     except FileNotFoundError:
         raise
-    except OSError as e:
+    except OSError as e:  # a folder, no permission, ...
         return [ParsedTune(None, None, name, "read error", _one_line(e))]
-    if len(data) > limits.max_file_bytes:
-        return [ParsedTune(None, None, name, "file too large", f"over {limits.max_file_bytes // 1_000_000} MB")]
     if not data.strip():
         return [ParsedTune(None, None, name, "empty file")]
     try:
@@ -110,7 +108,8 @@ def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) ->
     """The first usable tune of an uploaded file; FormatError with a one-line reason otherwise."""
     suffix = Path(filename).suffix.lower()
     if suffix not in READ_SUFFIXES:
-        raise FormatError(f"unsupported file type '{suffix or filename}'; use one of {' '.join(READ_SUFFIXES)}")
+        raise FormatError(f"unsupported file type '{suffix or filename}'; "
+                          f"use one of {' '.join(READ_SUFFIXES)}")
     tunes = read_tunes(filename, data, limits)
     for t in tunes:
         if t.melody is not None:
@@ -187,11 +186,11 @@ def split_abc(text: str) -> list[tuple[int | None, str]]:
 
 
 def _clean_music_line(line: str) -> str:
-    """Drop chord symbols and annotations, grace notes and the `H` (fermata) from a music line.
+    """Drop chord symbols and annotations, grace notes, slurs and `H` (fermata) from a music line.
 
-    None belongs to the melody, and music21 misreads each: an annotation such as ">" becomes a
+    None belongs to the melody, and music21 misreads most: an annotation such as ">" becomes a
     broken rhythm, a grace note opening a triplet takes the triplet's first place, and the note
-    after `H` is lost.
+    after `H` is lost. Slurs only cost time. Tuplets such as `(3` stay.
     """
     if _FIELD_LINE.match(line):
         return line
@@ -199,6 +198,8 @@ def _clean_music_line(line: str) -> str:
         line = re.sub(r'"[^"]*"', "", line)
     if "{" in line:
         line = re.sub(r"\{[^}]*\}", "", line)
+    if "(" in line or ")" in line:
+        line = re.sub(r"\((?!\d)|\)", "", line)
     return line.replace("H", "")
 
 
@@ -399,7 +400,9 @@ def _events_to_notes(events: list[tuple], limits: ReadLimits) -> tuple[list[Note
     notes, t0 = [], _ticks(merged[0][0]) if merged else 0
     for onset, end, pitch, _ in merged:
         d = _ticks(end) - _ticks(onset)
-        if d > 0:
+        if d > 0 and pitch is None and notes and notes[-1].pitch is None:
+            notes[-1] = Note(None, notes[-1].duration + d)  # one silence, even across a barline
+        elif d > 0:
             notes.append(Note(pitch, d))
     return notes, t0
 
@@ -492,8 +495,8 @@ def _read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Pars
         score = score.scores.first() or score
     title = (score.metadata.bestTitle if score.metadata is not None else None) or name
     try:
-        parts = [p for p in (score.parts if hasattr(score, "parts") and score.parts else [score])
-                 if not p.recurse().getElementsByClass(m21.clef.PercussionClef)]
+        parts = (list(score.parts) if isinstance(score, m21.stream.Score) else []) or [score]
+        parts = [p for p in parts if p.recurse().getElementsByClass(m21.clef.PercussionClef).first() is None]
         if not parts:
             raise _Skip("drums only")
         first = parts[0]
@@ -645,7 +648,7 @@ def _midi_melody(score, name: str, limits: ReadLimits) -> Melody:
     bar = meter.bar_ticks
     lead = first_on % bar  # leading silence: whole bars are dropped, a partial bar is a pickup
     pickup = (bar - lead) % bar
-    tonic, mode = _midi_key(score, [n for n in notes])
+    tonic, mode = _midi_key(score, notes)
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else DEFAULT_TEMPO
     title, marks = name, {}
     for mk in score.markers:
@@ -716,15 +719,29 @@ class _Spelling:
         return letter, alt, (pitch - alt - PITCH_CLASS[letter]) // 12 - 1
 
 
+def _writable(ticks: int) -> list[int]:
+    """A duration as pieces that notation can write as one note each.
+
+    Multiples of a 32nd (3 ticks) are plain notes; triplet notes are a power of two (8 ticks is a
+    triplet 8th). Anything else is split: 20 ticks = an 8th (12) tied to a triplet 8th (8).
+    """
+    if ticks % 3 == 0 or ticks & (ticks - 1) == 0:
+        return [ticks]
+    triplet = max(p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p <= ticks and p % 3 == ticks % 3)
+    return [ticks - triplet, triplet]
+
+
 def _bars(m: Melody) -> list[list[tuple[int | None, int, bool]]]:
-    """Notes split at barlines: bars of (pitch, ticks, tied to the next piece)."""
+    """Notes split at barlines into writable pieces: bars of (pitch, ticks, tied to the next)."""
     bar, pos, bars = m.meter.bar_ticks, m.start_position, [[]]
     for n in m.notes:
         left = n.duration
         while left > 0:
             piece = min(left, bar - pos)
             left -= piece
-            bars[-1].append((n.pitch, piece, left > 0 and n.pitch is not None))
+            parts = _writable(piece)
+            for k, ticks in enumerate(parts):
+                bars[-1].append((n.pitch, ticks, (left > 0 or k < len(parts) - 1) and n.pitch is not None))
             pos += piece
             if pos == bar:
                 pos = 0
@@ -749,7 +766,8 @@ def _abc_tune(m: Melody, number: int) -> str:
     # music21 reads K:..loc as major, so locrian tunes carry every accidental explicitly.
     explicit = m.mode == "locrian"
     bar_ticks, beat = m.meter.bar_ticks, m.meter.beat_ticks
-    lines = [f"X:{number}", f"T:{m.title or 'Untitled'}", f"M:{m.meter}", "L:1/8",
+    title = " ".join((m.title or "Untitled").split())
+    lines = [f"X:{number}", f"T:{title}", f"M:{m.meter}", "L:1/8",
              f"Q:1/4={round(m.tempo)}", f"K:{spelling.tonic_name}{_ABC_MODE[m.mode]}"]
     body, pos = [], m.start_position
     for b, bar in enumerate(_bars(m)):
@@ -836,47 +854,35 @@ def to_musicxml_bytes(m: Melody) -> bytes:
     score = m21.stream.Score()
     score.insert(0, m21.metadata.Metadata(title=m.title or "Untitled"))
     part = m21.stream.Part()
-    bars = _bars(m)
+    bars, tied_in = _bars(m), False
     for b, bar in enumerate(bars):
         measure = m21.stream.Measure(number=b + (0 if m.pickup else 1))
         if b == 0:
             measure.append(m21.meter.TimeSignature(str(m.meter)))
             measure.append(m21.key.Key(spelling.tonic_name.replace("b", "-"), m.mode))
             measure.append(m21.tempo.MetronomeMark(number=round(m.tempo, 2), referent=1.0))
-        previous_tied = False
+            if m.pickup:
+                measure.paddingLeft = Fraction(m.meter.bar_ticks - m.pickup, TICKS_PER_QUARTER)
         for pitch, ticks, tied in bar:
             ql = Fraction(ticks, TICKS_PER_QUARTER)
             if pitch is None:
                 el = m21.note.Rest(quarterLength=ql)
             else:
                 letter, alt, octave = spelling.spell(pitch)
-                el = m21.note.Note(f"{letter}{'#' if alt > 0 else '-' if alt < 0 else ''}{octave}", quarterLength=ql)
-                kind = ("continue" if previous_tied else "start") if tied else ("stop" if previous_tied else None)
-                if kind:
-                    el.tie = m21.tie.Tie(kind)
+                el = m21.note.Note(f"{letter}{'#' * (alt > 0)}{'-' * (alt < 0)}{octave}", quarterLength=ql)
+                if tied or tied_in:
+                    el.tie = m21.tie.Tie("continue" if tied and tied_in else "start" if tied else "stop")
             measure.append(el)
-            previous_tied = tied
-        if b == len(bars) - 1:
+            tied_in = tied
+        if b == len(bars) - 1:  # a short last bar stays short (music21 would fill it with rests)
             measure.paddingRight = Fraction(m.meter.bar_ticks - sum(t for _, t, _ in bar), TICKS_PER_QUARTER)
-        if b == 0 and m.pickup:
-            measure.paddingLeft = Fraction(m.meter.bar_ticks - m.pickup, TICKS_PER_QUARTER)
         part.append(measure)
-    _carry_ties(part, m21)
     score.insert(0, part)
     data = m21.GeneralObjectExporter(score).parse()
     # Same melody, same bytes: drop the date and replace music21's random part id.
     data = re.sub(rb"\s*<encoding-date>[^<]*</encoding-date>", b"", data)
     part_id = re.search(rb'<score-part id="([^"]+)"', data)
     return data.replace(part_id.group(1), b"P1") if part_id else data
-
-
-def _carry_ties(part, m21) -> None:
-    """Mark the first note of a bar 'stop'/'continue' when the previous bar's last note ties into it."""
-    previous = None
-    for el in part.recurse().notesAndRests:
-        if previous is not None and previous.tie is not None and previous.tie.type in ("start", "continue"):
-            el.tie = m21.tie.Tie("continue" if el.tie is not None and el.tie.type in ("start", "continue") else "stop")
-        previous = el
 
 
 def to_json_dict(m: Melody, surprisal: list[tuple[float, float]] | None = None) -> dict:
@@ -912,8 +918,11 @@ def to_wav_bytes(m: Melody, soundfont: str | os.PathLike | None = None, sample_r
     with tempfile.TemporaryDirectory() as tmp:
         mid, wav = Path(tmp) / "in.mid", Path(tmp) / "out.wav"
         mid.write_bytes(to_midi_bytes(m))
-        proc = subprocess.run([exe, "-ni", "-q", "-T", "wav", "-F", str(wav), "-r", str(sample_rate),
-                               str(font), str(mid)], capture_output=True, timeout=120)
+        command = [exe, "-ni", "-q", "-T", "wav", "-F", str(wav), "-r", str(sample_rate), str(font), str(mid)]
+        try:
+            proc = subprocess.run(command, capture_output=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise FormatError("fluidsynth took over 120 s to render the melody") from None
         if proc.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
             raise FormatError(f"fluidsynth failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
         return wav.read_bytes()
@@ -942,6 +951,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _per_melody(surprisal, count: int) -> list:
+    """One surprisal list (or None) per melody; a single melody may pass its list unwrapped."""
+    if surprisal is None:
+        return [None] * count
+    first = surprisal[0] if len(surprisal) else None
+    if count == 1 and isinstance(first, (tuple, list)) and len(first) == 2 and isinstance(first[0], Real):
+        return [surprisal]
+    if len(surprisal) != count:
+        raise FormatError(f"{len(surprisal)} surprisal lists for {count} melodies")
+    return list(surprisal)
+
+
 def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None) -> list[Path]:
     """Write melodies by the path's suffix, atomically; returns the files written.
 
@@ -951,14 +972,13 @@ def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None) -> lis
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
-        raise FormatError(f"unknown output type '{suffix or path.name}'; use one of {' '.join(WRITE_SUFFIXES)}")
+        raise FormatError(f"unknown output type '{suffix or path.name}'; "
+                          f"use one of {' '.join(WRITE_SUFFIXES)}")
     if not melodies:
         raise FormatError("no melodies to write")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
-    if surprisal is not None and len(melodies) == 1 and surprisal and not isinstance(surprisal[0][0], (list, tuple)):
-        surprisal = [surprisal]
-    per_melody = surprisal if surprisal is not None else [None] * len(melodies)
+    per_melody = _per_melody(surprisal, len(melodies))
     if suffix == ".abc":
         _atomic_write(path, to_abc(melodies).encode())
         return [path]

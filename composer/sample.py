@@ -29,7 +29,8 @@ from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest
 
 LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature": (0.0, 10.0),
           "top_p": (0.0, 1.0), "pitch": (0, 127), "tempo": (1.0, 1000.0)}
-_CHUNK = 64  # steps of logits kept before they are reduced to bits
+_CHUNK = 64  # steps of uniforms drawn at a time
+_MAX_ROWS = 256  # sequences sampled in one batch; more tunes are sampled in several batches
 _LN2 = math.log(2)
 
 
@@ -189,9 +190,10 @@ def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int) -> Rh
             period_from = r + 1
             break
     if period_from is not None:
-        for r in range(period_from, r_max + 1):
-            ok[r] = ok[r - bar]
-            reach[r] = reach[r - bar]
+        for r in range(period_from, r_max + 1, bar):
+            n = min(bar, r_max + 1 - r)
+            ok[r:r + n] = ok[r - bar:r - bar + n]
+            reach[r:r + n] = reach[r - bar:r - bar + n]
     bias = np.where(ok, 0.0, -np.inf).astype(np.float32)
     return RhythmPlan(bias, reach, end_position)
 
@@ -206,7 +208,7 @@ def _draw(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: np.nda
     np.exp(x, out=x)
     rows = np.arange(len(x))
     if top_p < 1.0:
-        order = np.argsort(-x, axis=1, kind="stable")
+        order = np.argsort(x, axis=1, kind="stable")[:, ::-1]
         c = np.cumsum(x[rows[:, None], order], axis=1)
         k = (c < top_p * c[:, -1:]).sum(axis=1)  # the token that reaches top_p of the mass
         j = (c <= (u * c[rows, k])[:, None]).sum(axis=1)
@@ -217,26 +219,29 @@ def _draw(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: np.nda
 
 def _draw_one(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: float,
               x: np.ndarray) -> int:
-    """_draw for a single row z [n], using the work buffer x [n]."""
-    np.multiply(z, inv_t, out=x)
-    x += bias
+    """_draw for a single row z [n], using the work buffer x [n] (few numpy calls: this runs
+    twice per note)."""
+    if inv_t == 1.0:
+        np.add(z, bias, out=x)
+    else:
+        np.multiply(z, inv_t, out=x)
+        x += bias
     x -= x.max()
     np.exp(x, out=x)
     if top_p < 1.0:
-        order = np.argsort(-x, kind="stable")
-        c = np.cumsum(x[order])
+        order = x.argsort(kind="stable")[::-1]
+        c = x[order].cumsum()
         k = c.searchsorted(top_p * c[-1])
         return int(order[c.searchsorted(u * c[k], side="right")])
-    c = np.cumsum(x)
+    c = x.cumsum()
     return int(c.searchsorted(u * c[-1], side="right"))
 
 
 def _bits(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """-log2 softmax(logits)[token] along the last axis; logits [..., n], tokens [...]."""
-    m = logits.max(axis=-1, keepdims=True)
-    lse = np.log(np.exp(logits - m).sum(axis=-1)) + m[..., 0]
-    picked = np.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
-    return (lse - picked) / _LN2
+    """-log2 softmax(logits)[token] per row; logits [T, n], tokens [T]."""
+    m = logits.max(axis=1)
+    lse = np.log(np.exp(logits - m[:, None]).sum(axis=1)) + m
+    return (lse - logits[np.arange(len(tokens)), tokens]) / _LN2
 
 
 class _StepBatch:
@@ -245,9 +250,15 @@ class _StepBatch:
     def __init__(self, model, rows: int, labels: np.ndarray):
         self.model = model
         self.state = model.init_state(rows)
-        lab = torch.from_numpy(np.ascontiguousarray(labels, np.int64))
+        self.label_rows = np.ascontiguousarray(labels, np.int64)
+        lab = torch.from_numpy(self.label_rows)
         self.labels = {"meter": lab[:, 0], "mode": lab[:, 1], "style": lab[:, 2]}
         self.step: dict = {}
+
+    def select(self, rows: np.ndarray) -> "_StepBatch":
+        new = _StepBatch(self.model, len(rows), self.label_rows[rows])
+        new.state = self.state.select(torch.from_numpy(np.asarray(rows, np.int64)))
+        return new
 
     def load_state(self, state) -> None:
         self.state = state
@@ -399,7 +410,11 @@ class Composer:
         if not isinstance(req.bars, int) or not b0 <= req.bars <= b1:
             raise MusicError(f"bars must be in {b0}..{b1}, got {req.bars}")
         meter = self._meter(req.meter)
-        mode = self._label("mode", normalize_mode(req.mode) if req.mode else req.mode)
+        try:
+            mode = normalize_mode(req.mode)
+        except MusicError:
+            mode = str(req.mode)
+        mode = self._label("mode", mode)
         key = next((k for k in KEYS if k.lower() == str(req.key).strip().lower()), None)
         if key is None:
             raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}")
@@ -420,9 +435,16 @@ class Composer:
                              "model's durations")
         seed = _seed(opts.seed)
         begin = _Start(BOS, BOS, start, start, total)
-        rows = self._sample(begin, plan, meter, self._labels(meter, mode, style),
-                            self._pitch_bias(opts.low - shift, opts.high - shift), opts,
-                            count * opts.best_of, seed)
+        labels = self._labels(meter, mode, style)
+        pitch_bias = self._pitch_bias(opts.low - shift, opts.high - shift)
+        # at most _MAX_ROWS rows at a time; later batches get seeds derived from the seed
+        per_batch = max(1, _MAX_ROWS // opts.best_of)
+        rows = []
+        for i, first in enumerate(range(0, count, per_batch)):
+            n = min(per_batch, count - first)
+            batch_seed = seed if i == 0 else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            rows += self._sample(begin, plan, meter, labels, pitch_bias, opts, n * opts.best_of,
+                                 batch_seed)
         out = []
         for i, (durs, pits, surprisal, end_bits) in enumerate(_best(rows, count, opts.best_of)):
             notes = [Note(None if p == REST else self.vocab.pitch_value(p) + shift,
@@ -566,64 +588,62 @@ class Composer:
 
     def _loop_many(self, net, begin: _Start, plan: RhythmPlan, bar: int, pitch_bias: np.ndarray,
                    inv_t: float, top_p: float, gen: torch.Generator, rows: int) -> list:
-        """The sampling loop for a batch: rows that reach END keep drawing END until all have."""
+        """The sampling loop for a batch. Rows that reach END draw END until the batch is next
+        compacted; compaction (when an eighth of the rows are done) keeps the matmuls busy with
+        live rows only."""
         ticks, bias = self._ticks, plan.bias
+        live = np.arange(rows)  # original row of each batch row
         d_in = np.full(rows, begin.dur_in, np.int64)
         p_in = np.full(rows, begin.pitch_in, np.int64)
         pos_in = np.full(rows, begin.pos_in, np.int64)
         pos_out = np.full(rows, begin.pos_out, np.int64)
         rem = np.full(rows, begin.remaining, np.int64)
         done = np.zeros(rows, bool)
-        n_notes = np.zeros(rows, np.int64)
-        durs, pits, rbits, pbits = [], [], [], []
-        zr = np.empty((_CHUNK, rows, self.vocab.n_durations), np.float32)
-        zp = np.zeros((_CHUNK, rows, self.vocab.n_pitches), np.float32)
-        td = np.zeros((_CHUNK, rows), np.int64)
-        tp = np.full((_CHUNK, rows), REST, np.int64)
+        log = []  # per step: (original rows, durations, pitches, rhythm bits, pitch bits)
+        end_bits = np.zeros(rows)
         step = 0
         while True:
             k = step % _CHUNK
             if k == 0:
                 u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
             z = net.rhythm(d_in, p_in, pos_in, pos_out)
-            zr[k] = z
-            d = _draw(z, bias[rem], inv_t, top_p, u[k, 0])
-            td[k] = d
+            d = _draw(z, bias[rem], inv_t, top_p, u[k, 0, live])
+            rb = _bits(z, d)
             tick = ticks[d]
             after = rem - tick
-            ending = d == END
-            if not ending.all():
+            ending = (d == END) & ~done
+            end_bits[live[ending]] = rb[ending]
+            playing = ~done & ~ending
+            p = np.full(len(live), REST)
+            if playing.any():
                 z = net.melody(d)
-                zp[k] = z
                 pb = pitch_bias
-                last = (after == 0) & ~ending
+                last = (after == 0) & playing
                 if last.any():  # a tune ends on a note, not a rest
-                    pb = np.broadcast_to(pitch_bias, (rows, len(pitch_bias))).copy()
+                    pb = np.broadcast_to(pitch_bias, z.shape).copy()
                     pb[last, REST] = -np.inf
-                tp[k] = _draw(z, pb, inv_t, top_p, u[k, 1])
-            n_notes += ~done & ~ending
+                p = _draw(z, pb, inv_t, top_p, u[k, 1, live])
+                log.append((live[playing], d[playing], p[playing], rb[playing],
+                            _bits(z, p)[playing]))
             done |= ending
-            finished = done.all()
-            if k == _CHUNK - 1 or finished:
-                m = k + 1
-                durs.append(td[:m].copy())
-                pits.append(tp[:m].copy())
-                rbits.append(_bits(zr[:m], td[:m]))
-                pbits.append(_bits(zp[:m], tp[:m]))
-            if finished:
+            if done.all():
                 break
-            d_in, p_in, pos_in = d, tp[k].copy(), pos_out
+            d_in, p_in, pos_in = d, p, pos_out
             pos_out = (pos_out + tick) % bar
             rem = after
             step += 1
-        durs, pits = np.concatenate(durs), np.concatenate(pits)
-        rbits, pbits = np.concatenate(rbits), np.concatenate(pbits)
-        out = []
-        for b in range(rows):
-            n = int(n_notes[b])
-            s = list(zip(rbits[:n, b].tolist(), pbits[:n, b].tolist()))
-            out.append((durs[:n, b].tolist(), pits[:n, b].tolist(), s, float(rbits[n, b])))
-        return out
+            if done.sum() * 8 >= len(live):  # compact: keep the rows still playing
+                keep = np.flatnonzero(~done)
+                net = net.select(keep)
+                live, d_in, p_in, pos_in, pos_out, rem, done = (
+                    x[keep] for x in (live, d_in, p_in, pos_in, pos_out, rem, done))
+        notes: list[list] = [[] for _ in range(rows)]
+        for who, d, p, rb, pb in log:
+            for row, dd, pp, r, q in zip(who.tolist(), d.tolist(), p.tolist(), rb.tolist(),
+                                         pb.tolist()):
+                notes[row].append((dd, pp, r, q))
+        return [([n[0] for n in ns], [n[1] for n in ns], [(n[2], n[3]) for n in ns],
+                 float(end_bits[row])) for row, ns in enumerate(notes)]
 
 
 # --- files ---------------------------------------------------------------------------------

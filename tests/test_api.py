@@ -56,6 +56,10 @@ def compose_body(options, **kw):
     return body
 
 
+def pitches(notes) -> list[int]:
+    return [n.pitch for n in notes if n.pitch is not None]
+
+
 def assert_error(r, status: int, field: str | None):
     assert r.status_code == status, r.text
     body = r.json()
@@ -72,8 +76,7 @@ def test_health_names_the_model(client, tiny_model_dir):
 
     r = client.get("/api/health")
     assert r.status_code == 200
-    assert r.json()["status"] == "ok"
-    assert r.json()["model"] == Path(tiny_model_dir).name or r.json()["model"]
+    assert r.json() == {"status": "ok", "model": Path(tiny_model_dir).name}
 
 
 def test_options_lists_choices_limits_and_defaults(options):
@@ -120,7 +123,7 @@ def test_compose_returns_notes_abc_midi_svg_and_surprisal(client, options):
     assert "\nX:1" in "\n" + tune["abc"] and "\nK:" in tune["abc"]
     assert tune["svg"] and tune["svg"].lstrip().startswith("<svg")
     midi = read_melody(base64.b64decode(tune["midi"]), "tune.mid")
-    assert [n.pitch for n in midi.notes if n.pitch] == [n["pitch"] for n in notes if n["pitch"]]
+    assert pitches(midi.notes) == [n["pitch"] for n in notes if n["pitch"] is not None]
     assert tune["key"] == "G" and tune["meter"] == options["meters"][0]
 
 
@@ -136,9 +139,11 @@ def test_compose_without_body_uses_defaults(client):
     assert r.json()["notes"]
 
 
-@pytest.mark.parametrize("fmt,ctype,ext", [("mid", "audio/midi", ".mid"),
-                                           ("abc", "text/vnd.abc", ".abc"),
-                                           ("musicxml", "application/vnd.recordare.musicxml+xml", ".musicxml")])
+@pytest.mark.parametrize("fmt,ctype,ext", [
+    ("mid", "audio/midi", ".mid"),
+    ("abc", "text/vnd.abc", ".abc"),
+    ("musicxml", "application/vnd.recordare.musicxml+xml", ".musicxml"),
+])
 def test_compose_as_file(client, options, fmt, ctype, ext):
     r = client.post(f"/api/compose?format={fmt}", json=compose_body(options))
     assert r.status_code == 200, r.text
@@ -147,7 +152,7 @@ def test_compose_as_file(client, options, fmt, ctype, ext):
     assert disposition.startswith("attachment;") and f'{ext}"' in disposition
     melody = read_melody(r.content, f"tune{ext}")
     tune = client.post("/api/compose", json=compose_body(options)).json()
-    assert [n.pitch for n in melody.notes if n.pitch] == [n["pitch"] for n in tune["notes"] if n["pitch"]]
+    assert pitches(melody.notes) == [n["pitch"] for n in tune["notes"] if n["pitch"] is not None]
 
 
 def test_unknown_format_is_422(client, options):
@@ -173,6 +178,9 @@ def test_bad_json_bodies_are_422(client):
     assert_error(r, 422, None)
     assert "JSON" in r.json()["error"]
     assert_error(client.post("/api/compose", json=[1, 2]), 422, None)
+    for raw, field in ((b'{"temperature": NaN}', "temperature"), (b'{"tempo": Infinity}', "tempo")):
+        r = client.post("/api/compose", content=raw, headers={"content-type": "application/json"})
+        assert_error(r, 422, field)
 
 
 def test_compose_accepts_aliases_and_any_case(client):
@@ -218,6 +226,31 @@ def test_bad_continue_field_is_422(client, field, value):
     assert_error(r, 422, field)
 
 
+def test_continue_overrides_key_and_mode(client):
+    r = client.post("/api/continue", files=upload(to_midi_bytes(jig_fragment()), "f.mid"),
+                    data={"bars": "1", "key": "G", "mode": "dorian", "seed": "2"})
+    assert r.status_code == 200, r.text
+    tune = r.json()
+    assert tune["key"] == "G" and tune["mode"] == "dorian"
+    k = tune["fragment_notes"]
+    shifted = [n["pitch"] for n in tune["notes"][:k]]
+    assert shifted == [n.pitch + 5 for n in jig_fragment().notes][:k]  # D -> G is 5 up
+
+
+def test_a_fragment_in_a_meter_the_model_does_not_know(client):
+    five = Melody(notes=[Note(62, 24)] * 10, meter=Meter(5, 4), tonic=2, mode="major")
+    files = upload(to_midi_bytes(five), "five.mid")
+    r = client.post("/api/continue", files=files)
+    assert_error(r, 400, "file")
+    assert "5/4" in r.json()["error"]
+    assert_error(client.post("/api/score", files=files), 400, "file")
+    # Read as 4/4 on request, it is fine.
+    r = client.post("/api/continue", files=upload(to_midi_bytes(five), "five.mid"),
+                    data={"meter": "4/4", "bars": "1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["meter"] == "4/4"
+
+
 def test_continue_without_file_is_422(client):
     assert_error(client.post("/api/continue", data={"bars": "2"}), 422, "file")
 
@@ -234,6 +267,11 @@ BAD_FILES = {
     "drums only": (drums_only_midi(), "drums.mid"),
     "text": (b"just some words, no music at all", "words.abc"),
     "unknown type": (b"\x89PNG\r\n\x1a\n" + bytes(64), "picture.png"),
+    # Bounded work per upload: these would take seconds to parse and engrave.
+    "too many notes": (to_midi_bytes(Melody([Note(60 + i % 12, 12) for i in range(5000)], Meter(6, 8))),
+                       "long.mid"),
+    "too long": (to_abc([Melody([Note(60 + i % 12, 12) for i in range(9000)], Meter(6, 8))]).encode(),
+                 "long.abc"),
 }
 
 
@@ -313,7 +351,8 @@ def test_503_with_retry_after_when_pool_and_queue_are_full(tiny_model_dir, monke
 
 # --- no input gives 500 -------------------------------------------------------------------------
 
-values = st.one_of(st.none(), st.booleans(), st.integers(-10, 100), st.floats(allow_nan=False),
+values = st.one_of(st.none(), st.booleans(), st.integers(-10, 100),
+                   st.floats(allow_nan=False, allow_infinity=False),
                    st.text(max_size=8), st.sampled_from(["6/8", "4/4", "D", "Bb", "minor", "jigs"]),
                    st.lists(st.integers(), max_size=2))
 fields = st.sampled_from(["bars", "meter", "key", "mode", "style", "tempo", "temperature", "top_p",
@@ -332,7 +371,8 @@ def test_no_compose_body_gives_500(client, body):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.binary(max_size=400), name=st.sampled_from(["a.mid", "a.abc", "a.xml", "a.musicxml", "a"]))
+@given(data=st.binary(max_size=400),
+       name=st.sampled_from(["a.mid", "a.abc", "a.xml", "a.musicxml", "a"]))
 def test_no_upload_gives_500(client, data, name):
     r = client.post("/api/score", files=upload(data, name))
     assert r.status_code in (200, 400), r.text

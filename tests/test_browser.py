@@ -123,7 +123,8 @@ def test_compose_play_continue_download(server, browser, tmp_path):
     dl.value.save_as(path)
     assert path.suffix == ".mid"
     melody = read_melody(path.read_bytes(), path.name)
-    assert [n.pitch for n in melody.notes if n.pitch] == [n["pitch"] for n in cont["notes"] if n["pitch"]]
+    sounding = [n["pitch"] for n in cont["notes"] if n["pitch"] is not None]
+    assert [n.pitch for n in melody.notes if n.pitch is not None] == sounding
 
     # MusicXML comes from the server, made again from the same request and seed.
     with page.expect_download() as dl:
@@ -145,6 +146,28 @@ def test_compose_play_continue_download(server, browser, tmp_path):
     assert message and "\n" not in message.strip() and "{" not in message
     unexpected = [e for e in errors if "status of 400" not in e]
     assert unexpected == [], unexpected
+
+
+def test_pasted_abc_can_be_scored_and_continued(server, browser):
+    page = browser.new_page()
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#meter').options.length > 0")
+    page.click("#tab-continue")
+    page.fill("#abc-text", "X:1\nT:Pasted\nM:6/8\nL:1/8\nK:D\nA|dfa agf|e2d cBA|\n")
+    with page.expect_response("**/api/score") as resp:
+        page.click("#score")
+    assert resp.value.status == 200
+    page.wait_for_function("document.querySelector('#title').textContent === 'Pasted'")
+    assert "bits/note" in page.text_content("#bits")
+    page.fill("#new-bars", "1")
+    with page.expect_response("**/api/continue") as resp:
+        page.click("#go")
+    cont = resp.value.json()
+    assert resp.value.status == 200 and cont["fragment_notes"] == 12
+    assert [n["pitch"] for n in cont["notes"][:4]] == [69, 74, 78, 81]
+    page.wait_for_function("document.querySelector('#legend-new-label').textContent === 'new bars'")
+    assert errors == [], errors
 
 
 def test_phone_width_layout(server, browser, tmp_path):
@@ -175,7 +198,8 @@ def test_options_drive_the_controls(server, browser):
     modes = page.eval_on_selector_all("#mode option", "els => els.map(e => e.value)")
     styles = page.eval_on_selector_all("#style option", "els => els.map(e => e.value)")
     assert meters == options["meters"] and modes == options["modes"]
-    assert styles == [""] + options["styles"]
+    assert styles == options["styles"]
+    assert page.input_value("#style") == options["defaults"]["style"]
     # A bad value typed into a field comes back from the API as a readable message.
     page.fill("#bars", "99")
     page.click("#go")

@@ -98,6 +98,9 @@ def test_cli_json_summary_and_warm_cache(messy, tmp_path, monkeypatch):
     assert set(s1["splits"]) == {"train", "valid", "test"}
     assert sum(s1["splits"].values()) == s1["tunes_kept"] == 3 and s1["cached_files"] == 0
     assert (tmp_path / "cache").is_dir()
+    stale = tmp_path / "cache" / "enc0-fmt0-0123456789abcdef"
+    stale.mkdir()
+    (stale / "old.json").write_text("{}")
 
     def no_parsing(*a, **k):
         raise AssertionError("the cache should have answered")
@@ -110,6 +113,7 @@ def test_cli_json_summary_and_warm_cache(messy, tmp_path, monkeypatch):
     assert {k: s2[k] for k in ("tunes_kept", "skipped", "notes", "splits")} == \
         {k: s1[k] for k in ("tunes_kept", "skipped", "notes", "splits")}
     assert Dataset.load(out).vocab.styles == ["x"]
+    assert not stale.exists()  # entries of other reader versions are removed
 
 
 def test_duplicates_across_folders_kept_once_and_splits_stable(tmp_path):
@@ -139,7 +143,8 @@ def test_split_key_ignores_key_and_tail_but_not_opening():
     mel = Melody(notes=notes, meter=Meter(6, 8), tonic=0)
     key = corpus.split_key(mel)
     assert corpus.split_key(mel.transpose(7)) == key
-    assert corpus.split_key(Melody(notes=notes[:20] + [Note(None, 12)] * 4, meter=Meter(6, 8))) == key
+    tail_changed = Melody(notes=notes[:20] + [Note(None, 12)] * 4, meter=Meter(6, 8))
+    assert corpus.split_key(tail_changed) == key
     assert corpus.split_key(Melody(notes=[Note(70, 12)] + notes[1:], meter=Meter(6, 8))) != key
     rng = random.Random(0)
     counts = [0, 0, 0]
@@ -176,7 +181,8 @@ def test_rare_meter_dropped(tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "jigs.abc").write_text("\n".join(jig(i + 1, f"J{i}", BODIES[i]) for i in range(3)))
-    (folder / "waltz.abc").write_text("X:1\nT:W\nM:3/4\nL:1/8\nK:G\nG2 B2 d2|g4 f2|e2 d2 B2|A6|G6|]\n")
+    (folder / "waltz.abc").write_text(
+        "X:1\nT:W\nM:3/4\nL:1/8\nK:G\nG2 B2 d2|g4 f2|e2 d2 B2|A6|G6|]\n")
     opts = corpus.IngestOptions(min_meter_tunes=2, rare_meter_share=1.0)
     s = corpus.ingest([str(folder)], tmp_path / "d.npz", workers=1, options=opts)
     assert s["skipped"] == {"rare meter": 1} and s["meters"] == {"6/8": 3}

@@ -23,7 +23,8 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90.0) -> di
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            err = proc.stderr.read().decode()[-2000:]
+            raise AssertionError(f"server exited with {proc.returncode}: {err}")
         try:
             r = httpx.get(f"{base}/api/health", timeout=2)
             if r.status_code == 200:
@@ -35,15 +36,16 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90.0) -> di
 
 
 @pytest.mark.slow
-def test_serve_starts_composes_and_stops(tiny_model_dir):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_serve_starts_composes_and_stops(tiny_model_dir, processes):
     port = free_port()
     cmd = [sys.executable, "-m", "composer", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--model", str(tiny_model_dir), "--workers", "1"]
+           "--model", str(tiny_model_dir), "--workers", "1", "--processes", str(processes)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         health = wait_healthy(base, proc)
-        assert health["status"] == "ok"
+        assert health == {"status": "ok", "model": "tiny"}
         r = httpx.post(f"{base}/api/compose", json={"bars": 4, "seed": 3}, timeout=60)
         assert r.status_code == 200, r.text
         assert r.json()["notes"] and r.json()["seed"] == 3

@@ -57,9 +57,8 @@ function limit(name, fallback) {
   return fallback;
 }
 
-function fillSelect(sel, values, chosen, blankLabel) {
+function fillSelect(sel, values, chosen) {
   sel.replaceChildren();
-  if (blankLabel) sel.append(new Option(blankLabel, ""));
   for (const v of values || []) sel.append(new Option(v, v, false, v === chosen));
   if (chosen != null && (values || []).includes(chosen)) sel.value = chosen;
 }
@@ -75,7 +74,7 @@ async function loadOptions() {
   fillSelect($("meter"), opts.meters, d.meter);
   fillSelect($("key"), opts.keys, d.key);
   fillSelect($("mode"), opts.modes, d.mode);
-  fillSelect($("style"), opts.styles, d.style || "", "any style");
+  fillSelect($("style"), opts.styles, d.style);
   const bars = limit("bars", { min: 1, max: 64 });
   for (const id of ["bars", "new-bars", "keep-bars"]) { $(id).min = bars.min; $(id).max = bars.max; }
   if (d.bars) $("bars").value = d.bars;

@@ -1,6 +1,6 @@
 """Time the Markov n-gram baseline: fit (with order selection on valid) and test evaluation.
 
-usage: python benchmarks/bench_markov.py [DATASET.npz | --notes N]
+usage: python benchmarks/markov_speed.py [DATASET.npz | --notes N]
 Without a dataset file it builds a synthetic one of N notes (default 1,000,000) whose notes
 follow a random second-order chain, so contexts repeat the way real tunes' do.
 """

@@ -1,0 +1,272 @@
+"""`composer compose`, `continue` and `score` from the command line: formats, determinism, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pretty_midi
+import pytest
+from typer.testing import CliRunner
+
+from composer.cli import app
+from composer.formats import find_soundfont, read_melody, read_tunes
+from composer.sample import Composer, ComposeRequest, SamplingOptions
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def composer(tiny_model_dir) -> Composer:
+    return Composer.load(tiny_model_dir)
+
+
+def _ok(args: list[str]):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def _fails(args: list[str], needle: str) -> None:
+    """Exit code 2, one line on stderr starting with 'error:', no traceback."""
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    err = result.stderr.strip()
+    assert "\n" not in err and err.startswith("error:") and "Traceback" not in result.output, err
+    assert needle.lower() in err.lower(), err
+
+
+def _midi_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
+    buf = io.BytesIO()
+    pm.write(buf)
+    return buf.getvalue()
+
+
+def _merge_rests(notes):
+    out = []
+    for n in notes:
+        if out and n.pitch is None and out[-1][0] is None:
+            out[-1] = (None, out[-1][1] + n.duration)
+        else:
+            out.append((n.pitch, n.duration))
+    return out
+
+
+ARGS = ["--bars", 4, "--meter", "6/8", "--key", "G", "--mode", "minor", "--seed", 3]
+
+
+@pytest.mark.parametrize("suffix", [".mid", ".abc", ".musicxml", ".xml", ".json"])
+def test_compose_writes_each_format_and_it_reads_back(tiny_model_dir, composer, tmp_path, suffix):
+    out = tmp_path / f"tune{suffix}"
+    result = _ok(["compose", "--model", tiny_model_dir, *ARGS, "-o", out])
+    assert "seed 3" in result.stderr
+    expected = composer.compose(ComposeRequest(bars=4, meter="6/8", key="G", mode="minor",
+                                               sampling=SamplingOptions(seed=3)))
+    if suffix == ".json":
+        d = json.loads(out.read_text())
+        assert [(n["pitch"], round(n["duration"] * 24)) for n in d["notes"]] == [
+            (n.pitch, n.duration) for n in expected.melody.notes]
+        assert d["bits_per_note"] == pytest.approx(expected.bits_per_note, abs=1e-3)
+        assert d["notes"][0]["rhythm_bits"] == pytest.approx(expected.surprisal[0][0], abs=1e-3)
+        assert (d["meter"], d["key"], d["mode"], d["seed"]) == ("6/8", "G", "minor", 3)
+        return
+    [back] = read_tunes(out)
+    assert back.error is None, back.detail
+    m = back.melody
+    if suffix == ".mid":
+        assert _merge_rests(m.notes) == _merge_rests(expected.melody.notes)
+    else:
+        assert m.notes == expected.melody.notes
+    assert (str(m.meter), m.tonic, m.mode) == ("6/8", 7, "minor")
+    assert m.complete_bars() == 4
+
+
+def test_compose_wav_or_a_clear_error(tiny_model_dir, tmp_path):
+    out = tmp_path / "tune.wav"
+    args = ["compose", "--model", tiny_model_dir, "--bars", 2, "--seed", 1, "-o", out]
+    if shutil.which("fluidsynth") and find_soundfont():
+        _ok(args)
+        assert out.read_bytes()[:4] == b"RIFF"
+    else:
+        _fails(args, "fluidsynth")
+
+
+def test_compose_to_stdout_is_abc(tiny_model_dir):
+    result = _ok(["compose", "--model", tiny_model_dir, *ARGS, "-o", "-"])
+    [tune] = read_tunes("out.abc", result.stdout.encode())
+    assert tune.melody.complete_bars() == 4 and "X:1" in result.stdout
+
+
+def test_count_gives_numbered_files_or_one_abc_book(tiny_model_dir, tmp_path):
+    _ok(["compose", "--model", tiny_model_dir, "--bars", 2, "--count", 3, "--seed", 1,
+         "-o", tmp_path / "set.mid"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set-1.mid", "set-2.mid", "set-3.mid"]
+    _ok(["compose", "--model", tiny_model_dir, "--bars", 2, "--count", 3, "--seed", 1,
+         "-o", tmp_path / "book.abc"])
+    tunes = read_tunes(tmp_path / "book.abc")
+    assert len(tunes) == 3 and all(t.melody.complete_bars() == 2 for t in tunes)
+
+
+@pytest.mark.parametrize("suffix", [".mid", ".abc", ".json"])
+def test_same_arguments_and_seed_give_identical_bytes(tiny_model_dir, tmp_path, suffix):
+    args = ["compose", "--model", tiny_model_dir, *ARGS, "--best-of", 3, "--temperature", 0.9]
+    _ok([*args, "-o", tmp_path / f"a{suffix}"])
+    _ok([*args, "-o", tmp_path / f"b{suffix}"])
+    assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()
+
+
+def test_a_drawn_seed_is_reported_and_reproduces_the_tune(tiny_model_dir, tmp_path):
+    result = _ok(["compose", "--model", tiny_model_dir, "--bars", 3, "-o", tmp_path / "a.abc"])
+    seed = int(result.stderr.split("seed ")[1].split(";")[0])
+    _ok(["compose", "--model", tiny_model_dir, "--bars", 3, "--seed", seed, "-o", tmp_path / "b.abc"])
+    assert (tmp_path / "a.abc").read_bytes() == (tmp_path / "b.abc").read_bytes()
+
+
+def _band_midi(path: Path) -> None:
+    """Chords, drums and a melody in 3/4 with a one-beat pickup, ending mid-bar."""
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=100)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
+    beat = 60 / 100
+    tune = [(64, 1), (67, 1), (66, 1), (64, 2), (59, 1), (62, 0.5), (60, 0.5), (59, 2), (64, 1),
+            (67, 1)]
+    melody = pretty_midi.Instrument(program=73, name="flute")
+    t = 2 * beat
+    for pitch, beats in tune:
+        melody.notes.append(pretty_midi.Note(96, pitch, t, t + beats * beat))
+        t += beats * beat
+    chords = pretty_midi.Instrument(program=0, name="piano")
+    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
+    for bar in range(5):
+        start = bar * 3 * beat
+        for p in (40, 47, 52):
+            chords.notes.append(pretty_midi.Note(70, p, start, start + 3 * beat))
+        for k in range(3):
+            drums.notes.append(pretty_midi.Note(100, 42, start + k * beat, start + (k + .5) * beat))
+    pm.instruments += [chords, melody, drums]
+    path.write_bytes(_midi_bytes(pm))
+
+
+def test_continue_a_multitrack_midi_keeps_its_melody(tiny_model_dir, tmp_path):
+    src = tmp_path / "band.mid"
+    _band_midi(src)
+    fragment = read_melody(src.read_bytes(), src.name)
+    assert fragment.meter.bar_ticks == 72 and fragment.pickup == 24
+    out = tmp_path / "more.abc"
+    result = _ok(["continue", src, "--model", tiny_model_dir, "--bars", 2, "--seed", 5, "-o", out])
+    assert "seed 5" in result.stderr
+    m = read_tunes(out)[0].melody
+    n = len(fragment.notes)
+    assert m.notes[:n] == fragment.notes
+    assert (m.meter, m.tonic, m.mode, m.pickup) == (fragment.meter, fragment.tonic, fragment.mode,
+                                                   fragment.pickup)
+    bar = 72
+    frag_end = (fragment.start_position + fragment.total_ticks) % bar
+    assert frag_end != 0  # the fragment ends mid-bar; the continuation completes it first
+    assert m.total_ticks == fragment.total_ticks + (bar - frag_end) + 2 * bar
+    assert (m.start_position + m.total_ticks) % bar == 0
+
+
+def test_continue_keep_bars(tiny_model_dir, tmp_path):
+    src = tmp_path / "band.mid"
+    _band_midi(src)
+    out = tmp_path / "short.json"
+    _ok(["continue", src, "--model", tiny_model_dir, "--keep-bars", 1, "--bars", 1, "--seed", 2,
+         "-o", out])
+    d = json.loads(out.read_text())
+    # the pickup E and the notes starting in bar 1 (G F# E, the E tied over into bar 2) are
+    # kept whole: 5 beats; the continuation completes bar 2 (2 beats), then adds 1 bar
+    assert d["fragment_notes"] == 4
+    assert [(n["pitch"], n["duration"]) for n in d["notes"][:4]] == [(64, 1), (67, 1), (66, 1), (64, 2)]
+    assert sum(n["duration"] for n in d["notes"]) == pytest.approx(5 + 2 + 3)
+
+
+def test_score_text_and_json(tiny_model_dir, tmp_path):
+    src = tmp_path / "band.mid"
+    _band_midi(src)
+    text = _ok(["score", src, "--model", tiny_model_dir]).stdout
+    assert "bits/note" in text and "most surprising" in text and text.count("bar ") >= 5
+    d = json.loads(_ok(["score", src, "--model", tiny_model_dir, "--json"]).stdout)
+    assert len(d["notes"]) == 10 and len(d["most_surprising"]) == 5
+    assert {"rhythm_bits", "pitch_bits", "bar", "beat"} <= set(d["notes"][0])
+    assert d["notes"][0]["bar"] == 0 and d["notes"][1]["bar"] == 1
+    assert d["bits_per_note"] > 0
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("bad")
+    (d / "empty.abc").write_bytes(b"")
+    (d / "garbage.mid").write_bytes(b"this is not a midi file at all")
+    (d / "silent.abc").write_text("X:1\nT:Nothing\nM:4/4\nK:C\n")
+    pm = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(program=0, is_drum=True)
+    drums.notes += [pretty_midi.Note(100, 36, i / 2, i / 2 + 0.25) for i in range(8)]
+    pm.instruments.append(drums)
+    (d / "drums.mid").write_bytes(_midi_bytes(pm))
+    (d / "tune.abc").write_text("X:1\nT:Ok\nM:6/8\nL:1/8\nK:D\nDEF GAB|A3 d3|]\n")
+    (d / "folder.mid").mkdir()
+    return d
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["compose", "--meter", "5/4"], "valid meters: 3/4, 4/4, 6/8"),
+    (["compose", "--mode", "blues"], "valid modes: dorian, major, minor"),
+    (["compose", "--style", "reels"], "valid styles: airs, jigs"),
+    (["compose", "--key", "H"], "valid keys: C, C#, Db"),
+    (["compose", "--bars", "0"], "1..256"),
+    (["compose", "--bars", "257"], "1..256"),
+    (["compose", "--temperature", "0"], "temperature"),
+    (["compose", "--temperature", "-0.5"], "temperature"),
+    (["compose", "--top-p", "1.5"], "top_p"),
+    (["compose", "--low", "80", "--high", "60"], "low pitch 80 is above high pitch 60"),
+    (["compose", "--count", "0"], "count"),
+    (["compose", "-o", "tune.txt"], "unknown output type"),
+    (["compose", "-o", "no/such/folder/tune.mid"], "does not exist"),
+    (["continue", "missing.mid"], "not found"),
+    (["continue", "{bad}/empty.abc"], "empty"),
+    (["continue", "{bad}/garbage.mid"], "garbage.mid"),
+    (["continue", "{bad}/silent.abc"], "silent.abc"),
+    (["continue", "{bad}/drums.mid"], "drums only"),
+    (["continue", "{bad}/folder.mid"], "folder"),
+    (["continue", "{bad}/tune.abc", "--bars", "0"], "1..256"),
+    (["continue", "{bad}/tune.abc", "--keep-bars", "0"], "keep_bars"),
+    (["score", "{bad}/drums.mid"], "drums only"),
+    (["score", "missing.abc"], "not found"),
+])
+def test_user_errors_exit_2_with_one_line(tiny_model_dir, bad_files, tmp_path, monkeypatch,
+                                          args, needle):
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace("{bad}", str(bad_files)) for a in args]
+    _fails([*args, "--model", tiny_model_dir], needle)
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    _fails(["compose", "--model", tmp_path / "nope"], "model directory not found")
+    _fails(["score", "--model", tmp_path / "nope", str(tmp_path / "x.abc")], "not found")
+
+
+def test_default_model_is_used_without_model_option(tmp_path):
+    from composer.checkpoint import default_model_dir
+
+    args = ["compose", "--bars", "2", "--seed", "1", "-o", str(tmp_path / "x.abc")]
+    if (default_model_dir() / "config.json").is_file():
+        _ok(args)
+        assert read_tunes(tmp_path / "x.abc")[0].melody.complete_bars() == 2
+    else:
+        _fails(args, "model directory not found")
+
+
+def test_the_installed_command_prints_abc_and_one_line_errors(tiny_model_dir, tmp_path):
+    cmd = [sys.executable, "-m", "composer"]
+    ok = subprocess.run([*cmd, "compose", "--model", tiny_model_dir, "--bars", "2", "--seed", "4",
+                         "-o", "-"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert read_tunes("x.abc", ok.stdout.encode())[0].melody.complete_bars() == 2
+    bad = subprocess.run([*cmd, "continue", str(tmp_path / "nothing.mid"), "--model",
+                          tiny_model_dir], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
