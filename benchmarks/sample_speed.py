@@ -82,18 +82,18 @@ def throughput(composer: Composer, bars: int, meter: str, count: int) -> dict:
     out = {"count": count, "notes": notes, "seconds": best, "notes_per_s": notes / best}
     fused = composer._fused
     if fused is not None:  # every matmul of one step, plain, at the same batch size
-        mats = fused.r_mats + fused.m_mats
-        hs = [torch.randn(count, w.shape[0]) for w, _ in mats]
-        outs = [torch.empty(count, w.shape[1]) for w, _ in mats]
+        mats = [w for w, _ in fused.r_cells + fused.m_cells]
+        xs = [torch.randn(2, count, w.shape[1]) for w in mats]
+        outs = [torch.empty(2, count, w.shape[2]) for w in mats]
         with torch.inference_mode():
             for _ in range(20):
-                for (w, b), h, o in zip(mats, hs, outs):
-                    torch.addmm(b, h, w, out=o)
+                for w, x, o in zip(mats, xs, outs):
+                    torch.bmm(x, w, out=o)
             reps = max(50, steps)
             t0 = time.perf_counter()
             for _ in range(reps):
-                for (w, b), h, o in zip(mats, hs, outs):
-                    torch.addmm(b, h, w, out=o)
+                for w, x, o in zip(mats, xs, outs):
+                    torch.bmm(x, w, out=o)
             per_step = (time.perf_counter() - t0) / reps
         out.update(steps=steps, matmul_us_per_step=per_step * 1e6,
                    bound_notes_per_s=count / per_step,

@@ -52,7 +52,7 @@ def measure(ds: Dataset, arch: str, device: torch.device, precision: str, batch_
     torch.manual_seed(0)
     model = build_model(cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    amp = autocast_for(precision, device)
+    amp = autocast_for(precision, device, cfg.hidden)
     data = Batches(ds, ds.indices("train"), window=512)
     plan = data.plan(batch_size, seed=0, epoch=0)
     warmup = 3

@@ -1,4 +1,4 @@
-"""Save and load models without pickle: weights in model.safetensors, everything else in config.json.
+"""Save and load models and training state without pickle: tensors in safetensors, rest in JSON.
 
 config.json holds the model config, the vocabularies, the sha256 of the weights file, and
 whatever the trainer adds (hyper-parameters, data file hash, metrics). Every write is atomic
@@ -196,8 +196,8 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if expected and hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{weights_path} is corrupted or does not belong to "
                               f"{directory / CONFIG} (sha256 mismatch)")
-    model = build_model(cfg)
-    want = model.state_dict()
+    with torch.device("meta"):  # compare shapes before allocating: a tampered size can be huge
+        want = build_model(cfg).state_dict()
     missing = sorted(set(want) - set(tensors))
     unexpected = sorted(set(tensors) - set(want))
     if missing or unexpected:
@@ -208,6 +208,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
             raise CheckpointError(f"{weights_path} does not match {directory / CONFIG}: {k} has "
                                   f"shape {list(tensors[k].shape)} but the config implies "
                                   f"{list(v.shape)}")
+    model = build_model(cfg)
     model.load_state_dict(tensors)
     model.to(device).eval()
     return LoadedModel(model, cfg, vocab, config)
@@ -216,3 +217,58 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
 def default_model_dir() -> Path:
     """The shipped default model: folder models/folk, installed as package data composer.models."""
     return Path(str(importlib.resources.files("composer.models") / "folk"))
+
+
+# --- training state for resume -----------------------------------------------------------------
+STATE = "state.json"
+
+
+def save_training_state(folder: str | os.PathLike, model: torch.nn.Module,
+                        opt: torch.optim.Optimizer, scalars: dict) -> None:
+    """Write model, optimizer and RNG state without pickle: tensors (optimizer state flattened
+    as opt.<param>.<name>) in state-<step>.safetensors, the rest in state.json. state.json is
+    written last and names the tensor file, so a crash midway keeps the previous state whole.
+    `scalars` (JSON-able, with a 'step') holds the trainer's counters and data position."""
+    folder = Path(folder)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    sd = opt.state_dict()
+    for i, st in sd["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    name = f"state-{scalars['step']:09d}.safetensors"
+    save_tensors(folder / name, tensors)
+    write_json(folder / STATE, dict(scalars, tensors=name, param_groups=sd["param_groups"]))
+    for old in folder.glob("state-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load_training_state(folder: str | os.PathLike, model: torch.nn.Module,
+                        opt: torch.optim.Optimizer, device: torch.device) -> dict:
+    """Restore what save_training_state wrote (model, optimizer, torch RNG); returns the
+    scalars. CheckpointError names the file that is missing, damaged or does not fit."""
+    folder = Path(folder)
+    meta = read_json(folder / STATE)
+    try:
+        path = folder / meta["tensors"]
+        tensors = load_tensors(path)
+        model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items()
+                               if k.startswith("model.")})
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v if name == "step" else v.to(device)
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        rng = tensors["rng.torch"]
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{folder / STATE} does not match this model ({e})") from None
+    torch.set_rng_state(rng)
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return meta

@@ -125,6 +125,8 @@ def evaluate_command(
 _MODEL_HELP = "Model folder (model.safetensors + config.json)."
 _OUT_HELP = ("Output file: .mid .abc .musicxml .xml .json .wav, or - for ABC on stdout. "
              "Several tunes: numbered files, or one multi-tune .abc.")
+_THREADS_HELP = ("CPU threads for torch. Sampling is a chain of small steps, so 1 is fastest for "
+                 "a single tune (and on a busy machine); more can help big --count batches.")
 
 
 @app.command("compose")
@@ -146,11 +148,15 @@ def compose_command(
     best_of: int = typer.Option(1, "--best-of", help="Sample M per tune, keep the likeliest."),
     low: int = typer.Option(55, "--low", help="Lowest MIDI pitch."),
     high: int = typer.Option(88, "--high", help="Highest MIDI pitch."),
+    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
 ) -> None:
     """Compose new tunes: exactly --bars bars of --meter in --key --mode."""
+    import torch
+
     from .checkpoint import CheckpointError
     from .sample import Composer, ComposeRequest, SamplingOptions, report_line, write_output
 
+    torch.set_num_threads(threads)
     try:
         opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
                                low=low, high=high)
@@ -182,11 +188,15 @@ def continue_command(
     best_of: int = typer.Option(1, "--best-of", help="Sample M, keep the likeliest."),
     low: int = typer.Option(55, "--low", help="Lowest MIDI pitch of the new notes."),
     high: int = typer.Option(88, "--high", help="Highest MIDI pitch of the new notes."),
+    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
 ) -> None:
     """Continue a fragment: its notes unchanged, then --bars new bars in its key and meter."""
+    import torch
+
     from .checkpoint import CheckpointError
     from .sample import Composer, SamplingOptions, read_input, report_line, write_output
 
+    torch.set_num_threads(threads)
     try:
         opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
                                low=low, high=high)

@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -121,8 +122,9 @@ def _collection_files(name: str, style: str | None) -> list[SourceFile]:
 def reader_fingerprint() -> str:
     """Part of every cache key: the encoder version and the reader code (a change re-parses)."""
     h = hashlib.sha256()
-    for module in (formats, sys.modules[Melody.__module__]):
-        h.update(Path(module.__file__).read_bytes())
+    readers = sorted(Path(formats.__file__).parent.glob("*.py"))  # every module of the formats package
+    for path in (*readers, Path(sys.modules[Melody.__module__].__file__)):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     version = getattr(formats, "FORMATS_VERSION", getattr(formats, "READER_VERSION", 0))
     return f"enc{ENCODER_VERSION}-fmt{version}-{h.hexdigest()[:16]}"
 
@@ -156,6 +158,17 @@ def parse_units(units: list[tuple[int, str, bytes]]) -> list[tuple[int, list[dic
     return out
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end the worker if the ingest process dies (a killed parent would
+    otherwise leave its workers waiting forever)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _failed(reason: str, detail: str = "") -> dict:
     return {"number": None, "title": "", "error": reason, "detail": detail, "melody": None}
 
@@ -187,7 +200,8 @@ def _run_units(units: list[tuple[int, str, bytes]], weights: list[int], workers:
                     on_done(uid, tunes)
                 bar.update(sum(weights[i] for i in batch))
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             pending = {pool.submit(parse_units, [units[i] for i in b]): b for b in batches}
             try:
                 while pending:

@@ -123,6 +123,7 @@ class Dataset:
                     f, **{k: getattr(self, k) for k in self._ARRAYS},
                     vocab=np.array(self.vocab.to_json()), tunes=np.array(json.dumps(self.tunes)),
                     info=np.array(json.dumps(self.info)))
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a dataset is meant to be shared
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

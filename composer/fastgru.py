@@ -8,7 +8,10 @@ what costs. This module reads a trained `model.DualModel` (GRU cells) once and t
   step's whole first-layer input projection is one embedding-bag sum over those tables;
 - multiplies each cell's new hidden state once by every matrix that reads it, stacked side by
   side: the next layer's W_ih, its own W_hh for the next step, and at the top of the rhythm
-  stack the duration head and the melody stack's input block for the rhythm state;
+  stack the duration head and the melody stack's input block for the rhythm state; the stack
+  comes in two halves (one torch.bmm) so that two threads can share the product;
+- keeps each hidden state as g = (h + 1) / 2, which turns the GRU's tanh into a sigmoid
+  (far cheaper on CPU) with no extra operation: the factors fold into the weights;
 - writes every result into buffers allocated per batch, so a step allocates nothing but one
   embedding-bag result per network.
 
@@ -42,6 +45,30 @@ def _gru_weights(rnn: nn.GRU, layer: int) -> tuple[torch.Tensor, ...]:
     return w_ih, w_hh, b_ih, b_hh
 
 
+def _stack(halves: tuple[list, list], hidden: int) -> tuple[torch.Tensor, dict]:
+    """Stack the matrices that read one cell's state into W [2, H + 1, width]: two halves that
+    two threads can multiply at once (torch.bmm), the bias as row H (the input ends in a 1).
+
+    Blocks are (name, W [cols, H] as in nn.Linear, b [cols], is an n gate). The state is kept
+    as g = (h + 1) / 2, so h @ W.T + b = g @ 2 W.T + (b - W.sum(1)); n-gate blocks are doubled
+    too. Returns the stacked weights and {name: (half, first column, width)}.
+    """
+    width = max(sum(len(b) for _, _, b, _ in half) for half in halves)
+    stacked = torch.zeros(2, hidden + 1, width)
+    place = {}
+    for i, half in enumerate(halves):
+        col = 0
+        for name, w, b, n_gate in half:
+            if n_gate:
+                w, b = 2 * w, 2 * b
+            n = len(b)
+            stacked[i, :hidden, col:col + n] = 2 * w.T
+            stacked[i, hidden, col:col + n] = b - w.sum(1)
+            place[name] = (i, col, n)
+            col += n
+    return stacked, place
+
+
 class FusedDual:
     """The read-only, precomputed form of a DualModel; `batch()` makes the per-call buffers."""
 
@@ -52,7 +79,8 @@ class FusedDual:
         self.hidden, self.layers = H, L
         self.n_durations, self.n_pitches = cfg.n_durations, cfg.n_pitches
         with torch.no_grad():
-            dur, pitch, pos = inp.dur.weight.float(), inp.pitch.weight.float(), inp.pos.weight.float()
+            dur, pitch = inp.dur.weight.float(), inp.pitch.weight.float()
+            pos = inp.pos.weight.float()
             labels = [inp.meter.weight.float(), inp.mode.weight.float(), inp.style.weight.float()]
             # column blocks of the first layers' W_ih, in the order of _Inputs.forward
             widths = [cfg.dur_emb, cfg.pitch_emb, cfg.pos_emb, cfg.pos_emb] + [cfg.label_emb] * 3
@@ -76,23 +104,31 @@ class FusedDual:
             self.offsets = np.cumsum([0] + [len(t) for t in m_parts[:-1]]).astype(np.int64)
             heads = (model.dur_head.weight.float(), model.dur_head.bias.float(),
                      model.pitch_head.weight.float(), model.pitch_head.bias.float())
-            # after each cell: h_new @ W -> [what reads it this step | its own W_hh for next step]
-            self.r_mats, self.m_mats = [], []
+            self.r_table[:, 2 * H:] *= 2  # n-gate columns doubled, see FusedBatch._run
+            self.m_table[:, 2 * H:] *= 2
+            # the melody stack's input block for the rhythm state, its n-gate rows doubled
+            m_rhythm_x2n = torch.cat([m_rhythm[:2 * H], 2 * m_rhythm[2 * H:]])
+            self.r_cells, self.m_cells = [], []
             for k in range(L):
-                for stack, mats, top_w, top_b in (
-                        (r, self.r_mats, torch.cat([m_rhythm, heads[0]]),
-                         torch.cat([torch.zeros(3 * H), heads[1]])),
-                        (m, self.m_mats, heads[2], heads[3])):
-                    w_ih, w_hh, b_ih, b_hh = stack[k]
-                    if k + 1 < L:
-                        nxt_w, nxt_b = stack[k + 1][0], stack[k + 1][2]
-                    else:
-                        nxt_w, nxt_b = top_w, top_b
-                    mats.append((torch.cat([nxt_w, w_hh]).T.contiguous(),
-                                 torch.cat([nxt_b, b_hh]).contiguous()))
+                for stack, cells, top in (
+                        (r, self.r_cells, ([("m", m_rhythm_x2n, torch.zeros(3 * H), False)],
+                                           [("dur", heads[0], heads[1], False)])),
+                        (m, self.m_cells, ([], [("pitch", heads[2], heads[3], False)]))):
+                    w_hh, b_hh = stack[k][1], stack[k][3]
+                    own = [("gh_rz", w_hh[:2 * H], b_hh[:2 * H], False),
+                           ("gh_n", w_hh[2 * H:], b_hh[2 * H:], True)]
+                    if k + 1 < L:  # the next layer's input projection, then this layer's own
+                        w_ih, b_ih = stack[k + 1][0], stack[k + 1][2]
+                        halves = ([("gi_rz", w_ih[:2 * H], b_ih[:2 * H], False),
+                                   ("gi_n", w_ih[2 * H:], b_ih[2 * H:], True)], own)
+                    elif top[0]:  # rhythm top: the melody stack's rhythm input | own + head
+                        halves = (top[0], own + top[1])
+                    else:  # melody top: own r,z | own n + head
+                        halves = (own[:1], own[1:] + top[1])
+                    cells.append(_stack(halves, H))
 
     def batch(self, rows: int, labels: np.ndarray) -> "FusedBatch":
-        """Fresh state and buffers for `rows` sequences; labels: int [rows, 3] (meter, mode, style)."""
+        """Fresh state and buffers for `rows` sequences; labels: [rows, 3] meter, mode, style."""
         return FusedBatch(self, rows, labels)
 
 
@@ -111,30 +147,40 @@ class FusedBatch:
         self.r_idx_np, self.m_idx_np = self.r_idx.numpy(), self.m_idx.numpy()
         # torch.embedding_bag (the op under F.embedding_bag) on flat indices with fixed offsets
         self.r_flat, self.m_flat = self.r_idx.view(-1), self.m_idx.view(-1)
+        self.r_flat_np, self.m_flat_np = self.r_flat.numpy(), self.m_flat.numpy()
+        self.off1, self.off2, self.off3, self.off7 = (int(off[i]) for i in (1, 2, 3, 7))
         self.r_offsets = torch.arange(0, rows * 7, 7)
         self.m_offsets = torch.arange(0, rows * 8, 8)
         for k in range(3):
             self.r_idx_np[:, 4 + k] = self.m_idx_np[:, 4 + k] = labels[:, k] + off[4 + k]
-        self.h_r = [torch.zeros(rows, H) for _ in range(L)]
-        self.h_m = [torch.zeros(rows, H) for _ in range(L)]
-        self.out_r = [torch.empty(rows, w.shape[1]) for w, _ in net.r_mats]
-        self.out_m = [torch.empty(rows, w.shape[1]) for w, _ in net.m_mats]
+        # per cell: the input [2, rows, H + 1] = (g, 1) twice (one copy per half) and the output
+        # [2, rows, width]; g = (h + 1) / 2 starts at 0.5 (h = 0)
+        cells = net.r_cells + net.m_cells
+        self.x = [torch.ones(2, rows, H + 1) for _ in cells]
+        self.out = [torch.empty(2, rows, w.shape[2]) for w, _ in cells]
+        for x in self.x:
+            x[:, :, :H] = 0.5
         self.rz = torch.empty(rows, 2 * H)
-        self.n = torch.empty(rows, H)
+        self.s = torch.empty(rows, H)
         self.gi_m0 = torch.empty(rows, 3 * H)
-        split = lambda g: (g[:, :2 * H], g[:, 2 * H:])  # noqa: E731  (r,z | n) gate columns
-        # per cell: (gi views or None for the embedding, gh views of the previous output, h)
-        self.r_cells, self.m_cells = [], []
-        for k in range(L):
-            self.r_cells.append((split(self.out_r[k - 1][:, :3 * H]) if k else None,
-                                 split(self.out_r[k][:, -3 * H:]), self.h_r[k]))
-            self.m_cells.append((split(self.out_m[k - 1][:, :3 * H]) if k else split(self.gi_m0),
-                                 split(self.out_m[k][:, -3 * H:]), self.h_m[k]))
-        self.r_steps = [(c, self.out_r[k], *net.r_mats[k]) for k, c in enumerate(self.r_cells)]
-        self.m_steps = [(c, self.out_m[k], *net.m_mats[k]) for k, c in enumerate(self.m_cells)]
-        self.m_from_r = self.out_r[-1][:, :3 * H]
-        self.dur_logits_np = self.out_r[-1][:, 3 * H:-3 * H].numpy()
-        self.pitch_logits_np = self.out_m[-1][:, :-3 * H].numpy()
+        view = lambda k, name: self.out[k][place(k)[name][0], :, place(k)[name][1]:  # noqa: E731
+                                            place(k)[name][1] + place(k)[name][2]]
+        place = lambda k: cells[k][1]  # noqa: E731
+        self.steps: list[list] = [[], []]  # rhythm cells, melody cells
+        for net_i in (0, 1):
+            for k in range(L):
+                c = net_i * L + k
+                if k:
+                    gi = (view(c - 1, "gi_rz"), view(c - 1, "gi_n"))
+                elif net_i:
+                    gi = (self.gi_m0[:, :2 * H], self.gi_m0[:, 2 * H:])
+                else:
+                    gi = None  # the embedding bag, new each step
+                self.steps[net_i].append((gi, (view(c, "gh_rz"), view(c, "gh_n")),
+                                          self.x[c][0, :, :H], self.x[c], cells[c][0], self.out[c]))
+        self.m_from_r = view(L - 1, "m")
+        self.dur_logits_np = view(L - 1, "dur").numpy()
+        self.pitch_logits_np = view(2 * L - 1, "pitch").numpy()
         self.rz_r, self.rz_z = self.rz[:, :H], self.rz[:, H:]
         if refresh:
             self._refresh()
@@ -143,56 +189,69 @@ class FusedBatch:
         """A batch of only the given rows (their state included), e.g. to drop finished ones."""
         new = FusedBatch(self.net, len(rows), self.labels[rows], refresh=False)
         index = torch.from_numpy(np.asarray(rows, np.int64))
-        for mine, theirs in zip(self.h_r + self.h_m + self.out_r + self.out_m,
-                                new.h_r + new.h_m + new.out_r + new.out_m):
-            torch.index_select(mine, 0, index, out=theirs)
+        for mine, theirs in zip(self.x + self.out, new.x + new.out):
+            torch.index_select(mine, 1, index, out=theirs)
         return new
 
     def _refresh(self) -> None:
-        """Recompute every cell's W_hh h + b_hh from the hidden states (after a reset or prime)."""
-        for h, out, (w, b) in zip(self.h_r + self.h_m, self.out_r + self.out_m,
-                                  self.net.r_mats + self.net.m_mats):
-            torch.addmm(b, h, w, out=out)
+        """Recompute every cell's outputs (W_hh h + b_hh above all) from the states."""
+        for x, (w, _), out in zip(self.x, self.net.r_cells + self.net.m_cells, self.out):
+            x[1].copy_(x[0])
+            torch.bmm(x, w, out=out)
 
     def load_state(self, state: ModelState) -> None:
         """Take over the state that DualModel.prime returned."""
-        for k in range(self.net.layers):
-            self.h_r[k].copy_(state.rhythm[k])
-            self.h_m[k].copy_(state.melody[k])
+        H, L = self.net.hidden, self.net.layers
+        for k in range(L):
+            self.x[k][0, :, :H] = (state.rhythm[k] + 1) * 0.5
+            self.x[L + k][0, :, :H] = (state.melody[k] + 1) * 0.5
         self._refresh()
 
-    def _run(self, steps: list, gi0: tuple) -> None:
-        """Every layer of one network: h <- GRU(h) in place, where r,z = sigmoid(gi + gh),
-        n = tanh(gi_n + r * gh_n), h = n + z * (h - n); then h @ [consumers | W_hh]."""
-        rz, n, rz_r, rz_z = self.rz, self.n, self.rz_r, self.rz_z
-        for (gi, gh, h), out, w, b in steps:
+    def _run(self, steps: list, gi0: tuple | None) -> None:
+        """Every layer of one network, in place: r,z = sigmoid(gi + gh); s = sigmoid(2 gi_n +
+        r * 2 gh_n) (the n-gate columns come doubled, and tanh(a) = 2 sigmoid(2a) - 1);
+        g = s + z * (g - s), which is h = n + z * (h - n) for g = (h + 1) / 2; then
+        (g, 1) @ [consumers | W_hh; biases]. sigmoid is much cheaper than tanh on CPU."""
+        rz, s, rz_r, rz_z = self.rz, self.s, self.rz_r, self.rz_z
+        for gi, gh, g, x, w, out in steps:
             gi_rz, gi_n = gi or gi0
             torch.add(gi_rz, gh[0], out=rz)
             rz.sigmoid_()
-            torch.addcmul(gi_n, rz_r, gh[1], out=n)
-            n.tanh_()
-            torch.lerp(n, h, rz_z, out=h)
-            torch.addmm(b, h, w, out=out)
+            torch.addcmul(gi_n, rz_r, gh[1], out=s)
+            s.sigmoid_()
+            torch.lerp(s, g, rz_z, out=g)
+            x[1].copy_(x[0])
+            torch.bmm(x, w, out=out)
 
     def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
-        """One rhythm step (ints or int arrays [rows]); returns the next-duration logits
-        [rows, n_durations] (a view that the next rhythm() call overwrites)."""
-        r, m, off = self.r_idx_np, self.m_idx_np, self.off
-        # the melody step of the same note reads the same four inputs
-        r[:, 0] = m[:, 0] = dur_in
-        r[:, 1] = m[:, 1] = pitch_in + off[1]
-        r[:, 2] = m[:, 2] = pos_in + off[2]
-        r[:, 3] = m[:, 3] = pos_out + off[3]
+        """One rhythm step (ints for one row, or int arrays [rows]); returns the next-duration
+        logits [rows, n_durations] (a view that the next rhythm() call overwrites)."""
+        off = self.off
+        if type(dur_in) is int:  # one row, plain ints: the latency-critical case
+            r, m = self.r_flat_np, self.m_flat_np
+            r[0] = m[0] = dur_in
+            r[1] = m[1] = pitch_in + self.off1
+            r[2] = m[2] = pos_in + self.off2
+            r[3] = m[3] = pos_out + self.off3
+        else:  # the melody step of the same note reads the same four inputs
+            r, m = self.r_idx_np, self.m_idx_np
+            r[:, 0] = m[:, 0] = dur_in
+            r[:, 1] = m[:, 1] = pitch_in + off[1]
+            r[:, 2] = m[:, 2] = pos_in + off[2]
+            r[:, 3] = m[:, 3] = pos_out + off[3]
         g = torch.embedding_bag(self.net.r_table, self.r_flat, self.r_offsets, False, 0)[0]
         H2 = 2 * self.net.hidden
-        self._run(self.r_steps, (g[:, :H2], g[:, H2:]))
+        self._run(self.steps[0], (g[:, :H2], g[:, H2:]))
         return self.dur_logits_np
 
     def melody(self, dur_out) -> np.ndarray:
         """The melody step after rhythm() on the same inputs, given the chosen next durations;
         returns the next-pitch logits [rows, n_pitches] (a view)."""
-        self.m_idx_np[:, 7] = dur_out + self.off[7]
+        if type(dur_out) is int:
+            self.m_flat_np[7] = dur_out + self.off7
+        else:
+            self.m_idx_np[:, 7] = dur_out + self.off[7]
         torch.add(torch.embedding_bag(self.net.m_table, self.m_flat, self.m_offsets, False, 0)[0],
                   self.m_from_r, out=self.gi_m0)
-        self._run(self.m_steps, None)
+        self._run(self.steps[1], None)
         return self.pitch_logits_np

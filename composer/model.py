@@ -15,6 +15,15 @@ joint: one stack over one token per note, output over all (duration, pitch) pair
        logits and log P(pitch | true next duration), so both archs report rhythm and pitch
        bits alike.
 
+Step by step (sampling, continuing, scoring), for both archs:
+  state = model.init_state(B)
+  dur_logits, state = model.rhythm_step(step, state)              # step: STEP_KEYS -> [B]
+  pitch_logits, state = model.melody_step(step, next_dur, state)  # next_dur: chosen tokens [B]
+and model.prime(batch) runs whole fragments in one pass and returns their final states.
+
+Loss (nll_terms): cross-entropy of the next duration plus that of the next pitch. Bits per
+note count every predicted event: each note, and the END that closes each tune.
+
 pos_out is not a look-ahead: it equals pos_in + the current duration (mod the bar), so the
 rhythm network may read it; it tells the network where in the bar the note it predicts starts.
 """
@@ -153,7 +162,8 @@ class _Base(nn.Module):
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, state
 
-    def nll(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def nll(self, batch: dict[str, torch.Tensor]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Summed rhythm and pitch negative log-likelihood (nats) and the number of predicted
         events (notes plus one END per tune) -- see `nll_terms`."""
         dur_logits, pitch_logits = self(batch)
@@ -192,7 +202,8 @@ class DualModel(_Base):
         return ModelState(self._zeros(self.rhythm, batch_size, dev),
                           self._zeros(self.melody, batch_size, dev))
 
-    def prime(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
+    def prime(self, batch: dict[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
         """Run whole fragments in one pass (teacher-forced, dur_out required). Returns the logits
         as forward() and the state after each row's last valid step (batch['lengths'], or all T).
         Feed the fragment minus its final END step, then continue with rhythm_step on the last
@@ -254,7 +265,8 @@ class JointModel(_Base):
     def init_state(self, batch_size: int) -> ModelState:
         return ModelState(self._zeros(self.rhythm, batch_size, self.device))
 
-    def prime(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
+    def prime(self, batch: dict[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor, ModelState]:
         out, state = self._run(self.rhythm, self.inputs(batch), None, batch.get("lengths"))
         dur, pitch = self._split(self._joint(out), batch["dur_out"])
         return dur, pitch, ModelState(state)

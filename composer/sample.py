@@ -1,17 +1,13 @@
-"""Compose, continue and score melodies with a trained model, under hard bar and pitch-range constraints.
+"""Compose, continue and score melodies with a trained model: the API that the CLI and web app use.
 
-Sampling draws each note's duration from the rhythm network, then its pitch from the melody
-network given that duration. Tunes are generated at tonic C in the requested mode and then
-transposed. The bar structure is enforced by masking, never by truncation: a duration is
-allowed only if it does not cross the final barline, crosses inner barlines only from beat to
-beat, and leaves a remainder that the duration vocabulary can still fill exactly (see
-`rhythm_plan`); END is allowed exactly at the end and forced there.
+Tunes are generated at tonic C in the requested mode and then transposed; the bar and pitch
+constraints are enforced while sampling (see generate). Every generated note carries its
+surprisal under the model, and `score` gives the same numbers for any tune.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -21,17 +17,16 @@ import numpy as np
 import torch
 
 from .checkpoint import write_atomic
-from .encoding import BOS, END, N_SPECIAL, PAD, REST, Vocab, encode, streams
+from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
 from .fastgru import FusedDual, supports
 from .formats import read_melody, save, to_abc, to_json_dict
+from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
 from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
                     normalize_mode, pitch_name, tonic_pitch_class)
 
 LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature": (0.0, 10.0),
           "top_p": (0.0, 1.0), "pitch": (0, 127), "tempo": (1.0, 1000.0)}
-_CHUNK = 64  # steps of uniforms drawn at a time
 _MAX_ROWS = 256  # sequences sampled in one batch; more tunes are sampled in several batches
-_LN2 = math.log(2)
 
 
 @dataclass
@@ -146,146 +141,9 @@ class ScoreReport:
         for n in self.most_surprising:
             d = n.to_dict()
             lines.append(f"  bar {n.bar:>3} beat {n.beat:<5g} {d['name']:<5} {d['duration']:g} q: "
-                         f"{n.bits:6.2f} bits (rhythm {n.rhythm_bits:.2f}, pitch {n.pitch_bits:.2f})")
+                         f"{n.bits:6.2f} bits (rhythm {n.rhythm_bits:.2f}, "
+                         f"pitch {n.pitch_bits:.2f})")
         return "\n".join(lines)
-
-
-# --- constraints -----------------------------------------------------------------------------
-@dataclass
-class RhythmPlan:
-    """Allowed duration tokens for every number of ticks `r` left before the final barline.
-
-    bias[r] is 0 for an allowed token and -inf otherwise. The position in the bar of a note
-    started with r ticks left is (end_position - r) mod bar.
-    """
-
-    bias: np.ndarray  # float32 [r_max + 1, n_durations]
-    reach: np.ndarray  # bool [r_max + 1]: r ticks can be filled exactly
-    end_position: int
-
-
-def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int) -> RhythmPlan:
-    """Dynamic programme over the remaining ticks. A duration d started with r ticks left (at
-    position pos) is allowed iff d <= r, r - d can itself be filled, and the note crosses no
-    barline unless it starts and ends on a beat (a tied-over beat, as folk tunes do)."""
-    bar, beat = meter.bar_ticks, meter.beat_ticks
-    durs = np.array(vocab.durations, np.int64)
-    n_tok = vocab.n_durations
-    ok = np.zeros((r_max + 1, n_tok), bool)
-    reach = np.zeros(r_max + 1, bool)
-    ok[0, END] = reach[0] = True
-    max_d = int(durs.max())
-    period_from = None
-    for r in range(1, r_max + 1):
-        pos = (end_position - r) % bar
-        fits = durs <= r
-        rest = np.where(fits, r - durs, 0)
-        cross = pos + durs > bar
-        good = fits & reach[rest] & (~cross | ((pos % beat == 0) & ((pos + durs) % beat == 0)))
-        ok[r, N_SPECIAL:] = good
-        reach[r] = good.any()
-        # once the last max_d + 1 rows repeat those one bar earlier, every later row does too
-        if r >= max_d + 2 * bar and np.array_equal(reach[r - max_d:r + 1],
-                                                  reach[r - max_d - bar:r + 1 - bar]):
-            period_from = r + 1
-            break
-    if period_from is not None:
-        for r in range(period_from, r_max + 1, bar):
-            n = min(bar, r_max + 1 - r)
-            ok[r:r + n] = ok[r - bar:r - bar + n]
-            reach[r:r + n] = reach[r - bar:r - bar + n]
-    bias = np.where(ok, 0.0, -np.inf).astype(np.float32)
-    return RhythmPlan(bias, reach, end_position)
-
-
-def _draw(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: np.ndarray
-          ) -> np.ndarray:
-    """One token per row from logits z [B, n]: temperature, additive mask, nucleus (top-p),
-    then inverse-CDF sampling with the pre-drawn uniforms u [B] in [0, 1)."""
-    x = z * inv_t
-    x += bias
-    x -= x.max(axis=1, keepdims=True)
-    np.exp(x, out=x)
-    rows = np.arange(len(x))
-    if top_p < 1.0:
-        order = np.argsort(x, axis=1, kind="stable")[:, ::-1]
-        c = np.cumsum(x[rows[:, None], order], axis=1)
-        k = (c < top_p * c[:, -1:]).sum(axis=1)  # the token that reaches top_p of the mass
-        j = (c <= (u * c[rows, k])[:, None]).sum(axis=1)
-        return order[rows, j]
-    c = np.cumsum(x, axis=1)
-    return (c <= u[:, None] * c[:, -1:]).sum(axis=1)
-
-
-def _draw_one(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: float,
-              x: np.ndarray) -> int:
-    """_draw for a single row z [n], using the work buffer x [n] (few numpy calls: this runs
-    twice per note)."""
-    if inv_t == 1.0:
-        np.add(z, bias, out=x)
-    else:
-        np.multiply(z, inv_t, out=x)
-        x += bias
-    x -= x.max()
-    np.exp(x, out=x)
-    if top_p < 1.0:
-        order = x.argsort(kind="stable")[::-1]
-        c = x[order].cumsum()
-        k = c.searchsorted(top_p * c[-1])
-        return int(order[c.searchsorted(u * c[k], side="right")])
-    c = x.cumsum()
-    return int(c.searchsorted(u * c[-1], side="right"))
-
-
-def _bits(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """-log2 softmax(logits)[token] per row; logits [T, n], tokens [T]."""
-    m = logits.max(axis=1)
-    lse = np.log(np.exp(logits - m[:, None]).sum(axis=1)) + m
-    return (lse - logits[np.arange(len(tokens)), tokens]) / _LN2
-
-
-class _StepBatch:
-    """The model's own rhythm_step / melody_step, for models the fused path does not cover."""
-
-    def __init__(self, model, rows: int, labels: np.ndarray):
-        self.model = model
-        self.state = model.init_state(rows)
-        self.label_rows = np.ascontiguousarray(labels, np.int64)
-        lab = torch.from_numpy(self.label_rows)
-        self.labels = {"meter": lab[:, 0], "mode": lab[:, 1], "style": lab[:, 2]}
-        self.step: dict = {}
-
-    def select(self, rows: np.ndarray) -> "_StepBatch":
-        new = _StepBatch(self.model, len(rows), self.label_rows[rows])
-        new.state = self.state.select(torch.from_numpy(np.asarray(rows, np.int64)))
-        return new
-
-    def load_state(self, state) -> None:
-        self.state = state
-
-    def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
-        t = lambda a: torch.from_numpy(np.asarray(a, np.int64).reshape(-1))  # noqa: E731
-        self.step = {"dur_in": t(dur_in), "pitch_in": t(pitch_in), "pos_in": t(pos_in),
-                     "pos_out": t(pos_out), **self.labels}
-        logits, self.state = self.model.rhythm_step(self.step, self.state)
-        return logits.float().numpy()
-
-    def melody(self, dur_out) -> np.ndarray:
-        logits, self.state = self.model.melody_step(
-            self.step, torch.from_numpy(np.asarray(dur_out, np.int64).reshape(-1)), self.state)
-        return logits.float().numpy()
-
-
-@dataclass
-class _Start:
-    """Where generation begins: the current inputs and the ticks left, per row (or shared)."""
-
-    dur_in: int
-    pitch_in: int
-    pos_in: int
-    pos_out: int
-    remaining: int
-    state: object = None  # a primed ModelState with one row, or None for a fresh start
 
 
 # --- the composer ----------------------------------------------------------------------------
@@ -350,7 +208,8 @@ class Composer:
         except MusicError:
             meter = None
         if meter is None or str(meter) not in self.vocab.meters:
-            raise MusicError(f"unknown meter {text!r}; valid meters: {', '.join(self.vocab.meters)}")
+            raise MusicError(f"unknown meter {text!r}; valid meters: "
+                             f"{', '.join(self.vocab.meters)}")
         return meter
 
     def _fragment_mode(self, mode: str) -> str:
@@ -358,8 +217,9 @@ class Composer:
         modes = self.vocab.modes
         if mode in modes:
             return mode
-        family = (("major", "mixolydian", "lydian", "dorian", "minor") if mode in ("major", "lydian",
-                  "mixolydian") else ("minor", "dorian", "phrygian", "major"))
+        major_like = mode in ("major", "lydian", "mixolydian")
+        family = (("major", "mixolydian", "lydian", "dorian", "minor") if major_like
+                  else ("minor", "dorian", "phrygian", "major"))
         return next((m for m in family if m in modes), modes[0])
 
     def _style(self, style: str | None) -> str:
@@ -434,7 +294,7 @@ class Composer:
             raise MusicError(f"a pickup of {req.pickup} ticks cannot be filled with the "
                              "model's durations")
         seed = _seed(opts.seed)
-        begin = _Start(BOS, BOS, start, start, total)
+        begin = Start(BOS, BOS, start, start, total)
         labels = self._labels(meter, mode, style)
         pitch_bias = self._pitch_bias(opts.low - shift, opts.high - shift)
         # at most _MAX_ROWS rows at a time; later batches get seeds derived from the seed
@@ -442,13 +302,13 @@ class Composer:
         rows = []
         for i, first in enumerate(range(0, count, per_batch)):
             n = min(per_batch, count - first)
-            batch_seed = seed if i == 0 else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            batch_seed = seed if i == 0 else int(
+                np.random.SeedSequence([seed, i]).generate_state(1)[0])
             rows += self._sample(begin, plan, meter, labels, pitch_bias, opts, n * opts.best_of,
                                  batch_seed)
         out = []
         for i, (durs, pits, surprisal, end_bits) in enumerate(_best(rows, count, opts.best_of)):
-            notes = [Note(None if p == REST else self.vocab.pitch_value(p) + shift,
-                          self.vocab.duration_ticks(d)) for d, p in zip(durs, pits)]
+            notes = self._notes(durs, pits, shift)
             title = f"{style} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
             mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=req.pickup,
                          tempo=float(req.tempo), title=title, style=style)
@@ -487,20 +347,19 @@ class Composer:
         batch.update({k: torch.tensor([i]) for k, i in zip(("meter", "mode", "style"), labels)})
         with torch.inference_mode():
             dur_logits, pitch_logits, state = self.model.prime(batch)
-        frag_rhythm = _bits(dur_logits[0].float().numpy(), s["dur_out"][:n])
-        frag_pitch = _bits(pitch_logits[0].float().numpy(), s["pitch_out"][:n])
+        frag_rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"][:n])
+        frag_pitch = bits(pitch_logits[0].float().numpy(), s["pitch_out"][:n])
         bar = meter.bar_ticks
         end = enc.end_position
         remaining = (bar - end) % bar + bars * bar
         plan = self._plan(meter, 0, remaining)
         seed = _seed(opts.seed)
-        begin = _Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]), end,
+        begin = Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]), end,
                        remaining, state)
         rows = self._sample(begin, plan, meter, labels, self._pitch_bias(low - shift, high - shift),
                             opts, opts.best_of, seed)
         durs, pits, surprisal, end_bits = _best(rows, 1, opts.best_of)[0]
-        new = [Note(None if p == REST else self.vocab.pitch_value(p) + shift,
-                    self.vocab.duration_ticks(d)) for d, p in zip(durs, pits)]
+        new = self._notes(durs, pits, shift)
         frag_s = [(float(a), float(b)) for a, b in zip(frag_rhythm, frag_pitch)]
         mel = replace(frag, notes=list(frag.notes) + new)
         return Composition(mel, frag_s + surprisal, _per_note(frag_s + surprisal, end_bits), seed,
@@ -521,8 +380,8 @@ class Composer:
         with torch.inference_mode():
             dur_logits, pitch_logits = self.model(batch)
         n = len(enc.durations)
-        rhythm = _bits(dur_logits[0].float().numpy(), s["dur_out"])
-        pitch = _bits(pitch_logits[0].float().numpy()[:n], s["pitch_out"][:n])
+        rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"])
+        pitch = bits(pitch_logits[0].float().numpy()[:n], s["pitch_out"][:n])
         bar, beat = meter.bar_ticks, meter.beat_ticks
         first_bar = 0 if melody.pickup else 1
         notes = []
@@ -535,115 +394,26 @@ class Composer:
         return ScoreReport(melody.title, f"{key_spelling(melody.tonic, melody.mode)} {melody.mode}",
                            str(meter), style, notes, float(rhythm[n]), total, total / (n + 1), top)
 
-    # --- the sampling loop ------------------------------------------------------------------
-    def _batch(self, rows: int, labels: tuple[int, int, int]):
-        lab = np.tile(np.array(labels, np.int64), (rows, 1))
-        if self._fused is not None:
-            return self._fused.batch(rows, lab)
-        return _StepBatch(self.model, rows, lab)
+    def _notes(self, durs: list[int], pits: list[int], shift: int) -> list[Note]:
+        """Tokens -> notes, pitches moved by `shift` semitones."""
+        v = self.vocab
+        pitch = [None] * N_SPECIAL + [v.pitch_low + i + shift
+                                      for i in range(v.n_pitches - N_SPECIAL)]
+        ticks = self._ticks.tolist()
+        return [Note(pitch[p], ticks[d]) for d, p in zip(durs, pits)]
 
-    def _sample(self, begin: _Start, plan: RhythmPlan, meter: Meter, labels: tuple[int, int, int],
+    # --- the sampling loop ------------------------------------------------------------------
+    def _sample(self, begin: Start, plan: RhythmPlan, meter: Meter, labels: tuple[int, int, int],
                 pitch_bias: np.ndarray, opts: SamplingOptions, rows: int, seed: int) -> list:
-        """Sample `rows` continuations of `begin` in one batch. Returns per row (duration tokens,
-        pitch tokens, [(rhythm bits, pitch bits)], END bits)."""
-        gen = torch.Generator().manual_seed(seed)
+        """Sample `rows` continuations of `begin` in one batch (see generate.sample)."""
+        lab = np.tile(np.array(labels, np.int64), (rows, 1))
         with torch.inference_mode():
-            net = self._batch(rows, labels)
+            net = (self._fused.batch(rows, lab) if self._fused is not None
+                   else StepBatch(self.model, rows, lab))
             if begin.state is not None:
                 net.load_state(begin.state.select(torch.zeros(rows, dtype=torch.long)))
-            loop = self._loop_one if rows == 1 else self._loop_many
-            return loop(net, begin, plan, meter.bar_ticks, pitch_bias, 1.0 / float(opts.temperature),
-                        float(opts.top_p), gen, rows)
-
-    def _loop_one(self, net, begin: _Start, plan: RhythmPlan, bar: int, pitch_bias: np.ndarray,
-                  inv_t: float, top_p: float, gen: torch.Generator, rows: int) -> list:
-        """The sampling loop for a single row, on Python ints (the latency-critical case)."""
-        ticks, bias = self._ticks.tolist(), plan.bias
-        last_bias = pitch_bias.copy()
-        last_bias[REST] = -np.inf  # a tune ends on a note, not a rest
-        xd = np.empty(self.vocab.n_durations, np.float32)
-        xp = np.empty(self.vocab.n_pitches, np.float32)
-        d, p, pos_in, pos_out, rem = (begin.dur_in, begin.pitch_in, begin.pos_in, begin.pos_out,
-                                      begin.remaining)
-        durs, pits, zr, zp = [], [], [], []
-        u: list[float] = []
-        while True:
-            if not u:
-                u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
-            z = net.rhythm(d, p, pos_in, pos_out)[0]
-            zr.append(z.copy())
-            d = _draw_one(z, bias[rem], inv_t, top_p, u.pop(), xd)
-            if d == END:
-                break
-            rem -= ticks[d]
-            z = net.melody(d)[0]
-            zp.append(z.copy())
-            p = _draw_one(z, pitch_bias if rem else last_bias, inv_t, top_p, u.pop(), xp)
-            durs.append(d)
-            pits.append(p)
-            pos_in, pos_out = pos_out, (pos_out + ticks[d]) % bar
-        rbits = _bits(np.stack(zr), np.array(durs + [END]))
-        pbits = _bits(np.stack(zp), np.array(pits)) if pits else np.zeros(0)
-        return [(durs, pits, list(zip(rbits[:-1].tolist(), pbits.tolist())), float(rbits[-1]))]
-
-    def _loop_many(self, net, begin: _Start, plan: RhythmPlan, bar: int, pitch_bias: np.ndarray,
-                   inv_t: float, top_p: float, gen: torch.Generator, rows: int) -> list:
-        """The sampling loop for a batch. Rows that reach END draw END until the batch is next
-        compacted; compaction (when an eighth of the rows are done) keeps the matmuls busy with
-        live rows only."""
-        ticks, bias = self._ticks, plan.bias
-        live = np.arange(rows)  # original row of each batch row
-        d_in = np.full(rows, begin.dur_in, np.int64)
-        p_in = np.full(rows, begin.pitch_in, np.int64)
-        pos_in = np.full(rows, begin.pos_in, np.int64)
-        pos_out = np.full(rows, begin.pos_out, np.int64)
-        rem = np.full(rows, begin.remaining, np.int64)
-        done = np.zeros(rows, bool)
-        log = []  # per step: (original rows, durations, pitches, rhythm bits, pitch bits)
-        end_bits = np.zeros(rows)
-        step = 0
-        while True:
-            k = step % _CHUNK
-            if k == 0:
-                u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
-            z = net.rhythm(d_in, p_in, pos_in, pos_out)
-            d = _draw(z, bias[rem], inv_t, top_p, u[k, 0, live])
-            rb = _bits(z, d)
-            tick = ticks[d]
-            after = rem - tick
-            ending = (d == END) & ~done
-            end_bits[live[ending]] = rb[ending]
-            playing = ~done & ~ending
-            p = np.full(len(live), REST)
-            if playing.any():
-                z = net.melody(d)
-                pb = pitch_bias
-                last = (after == 0) & playing
-                if last.any():  # a tune ends on a note, not a rest
-                    pb = np.broadcast_to(pitch_bias, z.shape).copy()
-                    pb[last, REST] = -np.inf
-                p = _draw(z, pb, inv_t, top_p, u[k, 1, live])
-                log.append((live[playing], d[playing], p[playing], rb[playing],
-                            _bits(z, p)[playing]))
-            done |= ending
-            if done.all():
-                break
-            d_in, p_in, pos_in = d, p, pos_out
-            pos_out = (pos_out + tick) % bar
-            rem = after
-            step += 1
-            if done.sum() * 8 >= len(live):  # compact: keep the rows still playing
-                keep = np.flatnonzero(~done)
-                net = net.select(keep)
-                live, d_in, p_in, pos_in, pos_out, rem, done = (
-                    x[keep] for x in (live, d_in, p_in, pos_in, pos_out, rem, done))
-        notes: list[list] = [[] for _ in range(rows)]
-        for who, d, p, rb, pb in log:
-            for row, dd, pp, r, q in zip(who.tolist(), d.tolist(), p.tolist(), rb.tolist(),
-                                         pb.tolist()):
-                notes[row].append((dd, pp, r, q))
-        return [([n[0] for n in ns], [n[1] for n in ns], [(n[2], n[3]) for n in ns],
-                 float(end_bits[row])) for row, ns in enumerate(notes)]
+        return sample(net, begin, plan, meter.bar_ticks, self._ticks, pitch_bias,
+                      opts.temperature, opts.top_p, seed)
 
 
 # --- files ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (CheckpointError, load_tensors, read_json, save_model, save_tensors,
+from .checkpoint import (load_training_state, read_json, save_model, save_training_state,
                          sha256_file, write_atomic, write_json)
 from .dataset import Dataset
 from .encoding import PAD
@@ -135,52 +135,6 @@ class Batches:
         return {k: v.to(device, non_blocking=True) for k, v in out.items()}
 
 
-# --- resumable training state (no pickle: tensors in safetensors, scalars in JSON) -----------
-def save_resume(out: Path, model, opt: torch.optim.Optimizer, scalars: dict) -> None:
-    """Write model + optimizer + RNG state into out/resume; state.json (written last) names
-    the tensor files, so a crash mid-write leaves the previous checkpoint intact."""
-    folder = out / RESUME_DIR
-    tag = f"{scalars['step']:09d}"
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    for i, st in sd["state"].items():
-        for name, v in st.items():
-            tensors[f"opt.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    name = f"state-{tag}.safetensors"
-    save_tensors(folder / name, tensors)
-    meta = dict(scalars, tensors=name, param_groups=sd["param_groups"])
-    write_json(folder / "state.json", meta)
-    for old in folder.glob("state-*.safetensors"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
-
-
-def load_resume(out: Path, model, opt: torch.optim.Optimizer, device: torch.device) -> dict:
-    folder = out / RESUME_DIR
-    meta = read_json(folder / "state.json")
-    try:
-        tensors = load_tensors(folder / meta["tensors"])
-        model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items()
-                               if k.startswith("model.")})
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, i, name = k.split(".", 2)
-                state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (KeyError, RuntimeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(f"{folder / 'state.json'} does not match this model ({e})") from None
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return meta
-
-
 # --- helpers ---------------------------------------------------------------------------------
 def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device not in ("auto", "cpu", "cuda"):
@@ -192,16 +146,24 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device("cuda", cfg.local_rank)
 
 
-def autocast_for(precision: str, device: torch.device):
+def autocast_for(precision: str, device: torch.device, hidden: int = 256):
     """A context factory for the forward pass: bf16 autocast or nothing (fp32). 'auto' picks
-    bf16 on CUDA and on CPUs with native bf16 (about twice as fast there), fp32 elsewhere."""
+    bf16 on CUDA, and on CPUs with native bf16 for models wide enough (hidden >= 128) to gain
+    from it (about twice as fast there); fp32 elsewhere."""
     if precision not in ("auto", "bf16", "fp32"):
         raise TrainError(f"unknown precision {precision!r}; valid: auto, bf16, fp32")
     bf16 = precision == "bf16" or (precision == "auto" and (
-        device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+        device.type == "cuda" or (hidden >= 128 and _cpu_has_bf16())))
     if not bf16:
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _all_sum(values: list[float], device: torch.device, world: int) -> list[float]:
@@ -322,7 +284,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     ds = Dataset.load(cfg.data)
     data_sha = sha256_file(cfg.data)
     cfg, meta = _resolve(cfg, data_sha)
-    amp = autocast_for(cfg.precision, device)
     v = ds.vocab
     try:
         mcfg = ModelConfig(arch=cfg.arch, cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers,
@@ -333,6 +294,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
             mcfg = match_joint(mcfg)
     except ValueError as e:
         raise TrainError(str(e)) from None
+    amp = autocast_for(cfg.precision, device, mcfg.hidden)
     if device.type == "cpu":  # small matrices gain nothing from threads, and lose on busy CPUs
         torch.set_num_threads(cfg.threads or (1 if mcfg.hidden < 128 else
                                               max(1, (os.cpu_count() or 1) // cfg.world_size)))
@@ -353,7 +315,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     s = dict(epoch=0, batch=0, step=0, lr_scale=1.0, best=math.inf, best_epoch=0, bad=0,
              lr_bad=0, history=[], partial=[0.0, 0.0, 0.0, 0.0], elapsed=0.0)
     if meta is not None:
-        s.update({k: v for k, v in load_resume(out, model, opt, device).items() if k in s})
+        saved = load_training_state(out / RESUME_DIR, model, opt, device)
+        s.update({k: val for k, val in saved.items() if k in s})
         if cfg.rank:
             torch.manual_seed(cfg.seed + 1_000_003 * cfg.rank + s["step"])
         say(f"resuming {out} at epoch {s['epoch'] + 1}, batch {s['batch']}, step {s['step']}")
@@ -369,7 +332,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
         f"{'bf16' if amp is not contextlib.nullcontext else 'fp32'}, {cfg.world_size} process(es)")
     if not len(valid_set):
         say("warning: no valid split; selecting the model on training loss")
-    train_cfg = {k: val for k, val in asdict(cfg).items() if k not in ("rank", "local_rank", "resume")}
+    train_cfg = {k: val for k, val in asdict(cfg).items()
+                 if k not in ("rank", "local_rank", "resume")}
     extra = {"train": train_cfg, "params": n_params,
              "data": {"file": Path(cfg.data).name, "sha256": data_sha,
                       "train_sequences": len(train_set), "valid_sequences": len(valid_set),
@@ -411,7 +375,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
                     break
                 if main and now - last_save > cfg.checkpoint_minutes * 60:
                     s["partial"] = [*acc.tolist(), seconds0 + now - t_epoch]
-                    save_resume(out, model, opt, scalars())
+                    save_training_state(out / RESUME_DIR, model, opt, scalars())
                     last_save = now
             prog.end()
             seconds = s["partial"][3] = seconds0 + time.monotonic() - t_epoch
@@ -445,7 +409,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
                 write_atomic(out / "metrics.jsonl",
                              "".join(json.dumps(h) + "\n" for h in s["history"]).encode())
                 _plot(s["history"], out / "training.png")
-                save_resume(out, model, opt, scalars())
+                save_training_state(out / RESUME_DIR, model, opt, scalars())
                 last_save = time.monotonic()
             say(f"epoch {epoch + 1}/{cfg.epochs}: train {rec['train_total']:.3f} valid "
                 f"{rec['valid_total']:.3f} bits/note (rhythm {rec['valid_rhythm']:.3f}, pitch "
@@ -454,12 +418,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
             if s["bad"] >= cfg.patience:
                 stopped = "early stop"
         if stopped == "time budget" and main:
-            save_resume(out, model, opt, scalars())
+            save_training_state(out / RESUME_DIR, model, opt, scalars())
             say(f"time budget of {cfg.max_minutes} min reached; continue with --resume")
     except KeyboardInterrupt:
         if main and not stepping:
             s["partial"][:3] = acc.tolist()
-            save_resume(out, model, opt, scalars())
+            save_training_state(out / RESUME_DIR, model, opt, scalars())
             prog.end()
             say(f"interrupted; continue with --resume (checkpoint in {out / RESUME_DIR})")
         raise

@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 
+import mido
 import pretty_midi
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -80,6 +81,23 @@ def test_abc_section_pickups_are_aligned_and_lost_beats_are_irregular():
     lost = "X:1\nT:l\nM:2/4\nL:1/8\nK:D\nd2 cB | A3 | d2 cB | A4 |]\n"
     tune = read_tunes("l.abc", lost.encode())[0]
     assert tune.error == "irregular bars" and tune.melody is None
+
+
+def test_abc_titles_in_legacy_encodings_are_decoded():
+    music = "\nM:2/4\nL:1/8\nK:G\nGA Bc | d4 |]\n"
+    files = {
+        "cp437": b"X:1\nT:Gr\x81ne Wiese, Stra\x9ee" + music.encode(),  # as the Essen files write ß
+        # cp437 bytes once read as latin-1 and saved as UTF-8 (Essen in music21), beside real UTF-8
+        "mixed": ("X:1\nT:K\x94nigslied\nR:religi\u00f6s" + music).encode(),
+        "cp1252": b"X:1\nT:Cail\xedn \x93rua\x94" + music.encode(),
+        "bom": ("\ufeffX:1\nT:Gr\u00fcne Wiese" + music).encode(),
+    }
+    tunes = {name: read_tunes(f"{name}.abc", data)[0] for name, data in files.items()}
+    assert {name: t.title for name, t in tunes.items()} == {
+        "cp437": "Gr\u00fcne Wiese, Stra\u00dfe", "mixed": "K\u00f6nigslied",
+        "cp1252": "Cail\u00edn \u201crua\u201d", "bom": "Gr\u00fcne Wiese"}
+    assert all(t.melody.notes == tunes["bom"].melody.notes for t in tunes.values())
+    assert formats.split_abc(formats.abc.decode_abc(files["mixed"]))[0][1].count("religi\u00f6s") == 1
 
 
 def test_unusable_files_give_reasons_not_exceptions(tmp_path):
@@ -282,6 +300,23 @@ def test_midi_round_trip(m):
     assert (back.meter, back.tonic, back.mode, back.pickup, back.title) == (
         m.meter, m.tonic, m.mode, m.pickup, "Gen")
     assert abs(back.tempo - m.tempo) < 0.01
+
+
+def test_midi_file_has_signatures_markers_and_text_beyond_latin1():
+    m = Melody([Note(62, 12), Note(62, 12), Note(None, 12), Note(69, 36)], Meter(6, 8), tonic=2,
+               mode="dorian", pickup=12, tempo=96, title="Gr\u00fcne Wiese \u201c\u6625\u201d")
+    data = formats.to_midi_bytes(m)
+    midi = mido.MidiFile(file=io.BytesIO(data), charset="utf-8")
+    assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, 480, 2)
+    meta = {msg.type: msg for msg in midi.tracks[0]}
+    assert [msg.text for msg in midi.tracks[0] if msg.type == "marker"] == [f"title: {m.title}", "key: D dorian"]
+    assert (meta["time_signature"].numerator, meta["time_signature"].denominator) == (6, 8)
+    assert meta["key_signature"].key == "Am" and round(mido.tempo2bpm(meta["set_tempo"].tempo), 3) == 96
+    notes = [(msg.note, msg.velocity, msg.time) for msg in midi.tracks[1] if msg.type == "note_on"]
+    # The pickup starts 5 eighths (1200 ticks) into its bar; a repeated pitch ends before it restarts.
+    assert notes == [(62, 90, 1200), (62, 0, 240), (62, 90, 0), (62, 0, 240), (69, 90, 240), (69, 0, 720)]
+    back = read_tunes("t.mid", data)[0].melody
+    assert (back.title, back.tonic, back.mode, back.pickup) == (m.title, 2, "dorian", 12)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from composer.encoding import END, N_SPECIAL, Vocab
 from composer.music import Melody, Meter, MusicError, Note, nearest_shift
-from composer.sample import (Composer, ComposeRequest, SamplingOptions, _draw, _draw_one,
-                             rhythm_plan)
+from composer.generate import draw, draw_one, rhythm_plan
+from composer.sample import Composer, ComposeRequest, SamplingOptions
 
 from conftest import make_tune
 
@@ -66,7 +66,8 @@ def test_rhythm_plan_periodic_tail_matches_full_computation():
     reach[0] = True
     for r in range(1, len(reach)):
         pos = (0 - r) % m.bar_ticks
-        reach[r] = any(d <= r and reach[r - d] and (pos + d <= 72 or (pos % 36 == 0 and (pos + d) % 36 == 0))
+        reach[r] = any(d <= r and reach[r - d]
+                       and (pos + d <= 72 or (pos % 36 == 0 and (pos + d) % 36 == 0))
                        for d in vocab.durations)
     assert (long.reach == reach).all()
 
@@ -78,14 +79,14 @@ def test_draw_respects_mask_and_nucleus():
     bias = np.zeros(6, np.float32)
     bias[5] = -np.inf
     u = rng.random(4000)
-    tok = _draw(z, bias, 1.0, 1.0, u)
+    tok = draw(z, bias, 1.0, 1.0, u)
     assert 5 not in tok and set(tok) <= set(range(5))
     # with a tiny nucleus only the most likely token of each row survives
-    assert (_draw(z, bias, 1.0, 1e-6, u) == np.argmax(z + bias, axis=1)).all()
-    one = [_draw_one(z[i], bias, 1.0, 0.9, float(u[i]), np.empty(6, np.float32)) for i in range(200)]
-    assert one == _draw(z[:200], bias, 1.0, 0.9, u[:200]).tolist()
+    assert (draw(z, bias, 1.0, 1e-6, u) == np.argmax(z + bias, axis=1)).all()
+    one = [draw_one(z[i], bias, 1.0, 0.9, float(u[i]), np.empty(6, np.float32)) for i in range(200)]
+    assert one == draw(z[:200], bias, 1.0, 0.9, u[:200]).tolist()
     # u = 0 never picks a masked token at the start of the row
-    assert _draw(np.zeros((1, 3), np.float32), np.array([-np.inf, 0, 0], np.float32), 1.0, 1.0,
+    assert draw(np.zeros((1, 3), np.float32), np.array([-np.inf, 0, 0], np.float32), 1.0, 1.0,
                  np.zeros(1))[0] == 1
 
 
@@ -115,7 +116,8 @@ def test_compose_constraints_hold(composer, meter, pickup):
 
 def test_compose_is_transposed_to_the_key(composer):
     wide = dict(low=0, high=127)
-    tunes = {k: composer.compose(ComposeRequest(bars=4, key=k, sampling=SamplingOptions(seed=7, **wide)))
+    tunes = {k: composer.compose(ComposeRequest(bars=4, key=k,
+                                                sampling=SamplingOptions(seed=7, **wide)))
              for k in ("C", "D", "F#", "A")}
     c = tunes["C"].melody
     for k, comp in tunes.items():
@@ -175,14 +177,27 @@ def test_fused_path_matches_the_model_step_api(composer):
     with torch.inference_mode():
         for _ in range(6):
             d, p = rng.integers(3, v.n_durations, 2), rng.integers(2, v.n_pitches, 2)
-            pi, po, dn = rng.integers(0, 96, 2), rng.integers(0, 96, 2), rng.integers(3, v.n_durations, 2)
-            step = {"dur_in": torch.tensor(d), "pitch_in": torch.tensor(p), "pos_in": torch.tensor(pi),
-                    "pos_out": torch.tensor(po), "meter": torch.tensor(labels[:, 0]),
-                    "mode": torch.tensor(labels[:, 1]), "style": torch.tensor(labels[:, 2])}
+            pi, po = rng.integers(0, 96, 2), rng.integers(0, 96, 2)
+            dn = rng.integers(3, v.n_durations, 2)
+            step = {"dur_in": torch.tensor(d), "pitch_in": torch.tensor(p),
+                    "pos_in": torch.tensor(pi), "pos_out": torch.tensor(po),
+                    "meter": torch.tensor(labels[:, 0]), "mode": torch.tensor(labels[:, 1]),
+                    "style": torch.tensor(labels[:, 2])}
             lr, state = model.rhythm_step(step, state)
             lm, state = model.melody_step(step, torch.tensor(dn), state)
             assert np.allclose(net.rhythm(d, p, pi, po), lr.numpy(), atol=1e-5)
             assert np.allclose(net.melody(dn), lm.numpy(), atol=1e-5)
+
+
+def test_fused_single_row_takes_ints_or_arrays(composer):
+    net_a = composer._fused.batch(1, np.array([[1, 1, 0]]))
+    net_b = composer._fused.batch(1, np.array([[1, 1, 0]]))
+    with torch.inference_mode():
+        for d, p, pos in ((1, 1, 0), (4, 30, 0), (5, 31, 12)):
+            a = net_a.rhythm(d, p, pos, (pos + 12) % 72).copy()
+            b = net_b.rhythm(*(np.array([x]) for x in (d, p, pos, (pos + 12) % 72)))
+            assert np.array_equal(a, b)
+            assert np.array_equal(net_a.melody(4).copy(), net_b.melody(np.array([4])))
 
 
 def test_model_step_path_keeps_the_constraints(composer, tiny_model_dir):
@@ -265,7 +280,8 @@ def test_score_report_structure(composer):
     assert len(top) == 5 and top == sorted(top, reverse=True)
     assert top[0] == max(n["bits"] for n in d["notes"])
     # a 24-tick pickup in 6/8 starts 48 ticks into bar 0: beat 2 and a third
-    assert d["notes"][0]["bar"] == 0 and d["notes"][0]["beat"] == pytest.approx(1 + 48 / 36, abs=1e-3)
+    assert d["notes"][0]["bar"] == 0
+    assert d["notes"][0]["beat"] == pytest.approx(1 + 48 / 36, abs=1e-3)
     assert d["notes"][1]["bar"] == 1 and d["notes"][1]["beat"] == 1.0
     assert "most surprising" in report.to_text()
 

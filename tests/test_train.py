@@ -1,4 +1,4 @@
-"""Training on the tiny dataset: learning, outputs, exact resume, errors, and DDP with 2 processes."""
+"""Training on the tiny dataset: learning, outputs, exact resume, errors, DDP with 2 processes."""
 
 import json
 import os
@@ -91,6 +91,15 @@ def test_resume_mid_epoch_restores_the_data_position(tiny_dataset_path, tmp_path
     a, b = resume_tensors(tmp_path / "a"), resume_tensors(tmp_path / "b")
     for k in a:
         assert np.array_equal(a[k], b[k]), k
+
+
+def test_checkpoints_within_an_epoch_do_not_change_training(tiny_dataset_path, tmp_path):
+    train(tiny(tiny_dataset_path, tmp_path / "a", epochs=1), **QUIET)
+    train(tiny(tiny_dataset_path, tmp_path / "b", epochs=1, checkpoint_minutes=0), **QUIET)
+    a, b = resume_tensors(tmp_path / "a"), resume_tensors(tmp_path / "b")
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    assert len(list((tmp_path / "b" / "resume").iterdir())) == 2  # state.json + one tensor file
 
 
 def test_joint_model_trains_with_a_matched_budget(tiny_dataset_path, tmp_path):

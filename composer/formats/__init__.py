@@ -1,0 +1,124 @@
+"""Read ABC, MIDI, MusicXML and kern into melodies; write melodies as MIDI, ABC, MusicXML, JSON or WAV."""
+
+from __future__ import annotations
+
+import json
+import os
+from numbers import Real
+from pathlib import Path
+
+from ..music import Melody
+from .abc import read_abc, split_abc, to_abc
+from .common import (DEFAULT_TEMPO, FORMATS_VERSION, READ_SUFFIXES, WRITE_SUFFIXES, FormatError,
+                     ParsedTune, ReadLimits, one_line)
+from .keys import estimate_key
+from .midi import choose_grid, read_midi, to_midi_bytes
+from .score import read_score
+from .writers import (SOUNDFONT_DIR, atomic_write, find_soundfont, to_json_dict, to_musicxml_bytes,
+                      to_wav_bytes)
+
+__all__ = ["DEFAULT_TEMPO", "FORMATS_VERSION", "READ_SUFFIXES", "SOUNDFONT_DIR", "WRITE_SUFFIXES",
+           "FormatError", "ParsedTune", "ReadLimits", "choose_grid", "estimate_key", "find_soundfont",
+           "read_melody", "read_tunes", "save", "split_abc", "to_abc", "to_json_dict", "to_midi_bytes",
+           "to_musicxml_bytes", "to_wav_bytes"]
+
+
+def read_tunes(path: str | os.PathLike, data: bytes | None = None,
+               limits: ReadLimits | None = None) -> list[ParsedTune]:
+    """Every tune in one file (read from disk unless `data` is given); never raises for bad content.
+
+    Multi-tune ABC files give one ParsedTune per X: field; other formats give one. A tune that
+    cannot be used has `melody=None` and a reason in `error`. A missing file raises FileNotFoundError.
+    """
+    limits = limits or ReadLimits()
+    path = Path(path)
+    suffix, name = path.suffix.lower(), path.stem
+    if suffix not in READ_SUFFIXES:
+        return [ParsedTune(None, None, name, "unsupported type",
+                           f"'{suffix or path.name}'; readable: {' '.join(READ_SUFFIXES)}")]
+    try:
+        size = path.stat().st_size if data is None else len(data)
+        if size > limits.max_file_bytes:
+            return [ParsedTune(None, None, name, "file too large", f"{size} bytes > {limits.max_file_bytes}")]
+        data = path.read_bytes() if data is None else data
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # a folder, no permission, ...
+        return [ParsedTune(None, None, name, "read error", one_line(e))]
+    if not data.strip():
+        return [ParsedTune(None, None, name, "empty file")]
+    try:
+        if suffix == ".abc":
+            return read_abc(data, name, limits)
+        if suffix in (".mid", ".midi"):
+            return [read_midi(data, name, limits)]
+        return [read_score(data, suffix, name, limits)]
+    except Exception as e:  # a reader bug must never abort a whole ingest
+        return [ParsedTune(None, None, name, "parse error", one_line(e))]
+
+
+def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) -> Melody:
+    """The first usable tune of an uploaded file; FormatError with a one-line reason otherwise."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in READ_SUFFIXES:
+        raise FormatError(f"unsupported file type '{suffix or filename}'; "
+                          f"use one of {' '.join(READ_SUFFIXES)}")
+    tunes = read_tunes(filename, data, limits)
+    for t in tunes:
+        if t.melody is not None:
+            return t.melody
+    first = tunes[0]
+    detail = f" ({first.detail})" if first.detail else ""
+    raise FormatError(f"{Path(filename).name}: {first.error}{detail}")
+
+
+def _render(m: Melody, suffix: str, surprisal) -> bytes:
+    if suffix == ".mid":
+        return to_midi_bytes(m)
+    if suffix in (".musicxml", ".xml"):
+        return to_musicxml_bytes(m)
+    if suffix == ".json":
+        return (json.dumps(to_json_dict(m, surprisal), indent=1) + "\n").encode()
+    if suffix == ".wav":
+        return to_wav_bytes(m)
+    return to_abc([m]).encode()
+
+
+
+def _per_melody(surprisal, count: int) -> list:
+    """One surprisal list (or None) per melody; a single melody may pass its list unwrapped."""
+    if surprisal is None:
+        return [None] * count
+    first = surprisal[0] if len(surprisal) else None
+    if count == 1 and isinstance(first, (tuple, list)) and len(first) == 2 and isinstance(first[0], Real):
+        return [surprisal]
+    if len(surprisal) != count:
+        raise FormatError(f"{len(surprisal)} surprisal lists for {count} melodies")
+    return list(surprisal)
+
+
+def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None) -> list[Path]:
+    """Write melodies by the path's suffix, atomically; returns the files written.
+
+    Several melodies go into one multi-tune .abc file, or numbered files (tune-1.mid, tune-2.mid).
+    `surprisal` is one list of (rhythm, pitch) bits per melody (or one list for a single melody).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise FormatError(f"unknown output type '{suffix or path.name}'; "
+                          f"use one of {' '.join(WRITE_SUFFIXES)}")
+    if not melodies:
+        raise FormatError("no melodies to write")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist")
+    per_melody = _per_melody(surprisal, len(melodies))
+    if suffix == ".abc":
+        atomic_write(path, to_abc(melodies).encode())
+        return [path]
+    width = len(str(len(melodies)))
+    targets = [path] if len(melodies) == 1 else [
+        path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, len(melodies) + 1)]
+    for m, s, target in zip(melodies, per_melody, targets):
+        atomic_write(target, _render(m, suffix, s))
+    return targets

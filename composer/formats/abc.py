@@ -1,0 +1,247 @@
+"""ABC: decoding, splitting and reading tunes (through music21), and writing melodies as ABC 2.1."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from ..music import Melody, MusicError, normalize_mode, tonic_pitch_class
+from .common import (DEFAULT_TEMPO, ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter,
+                     plausible_tempo)
+from .keys import estimate_key
+from .notation import Spelling, written_bars
+from .score import best_part
+
+_HEADER_LINE = re.compile(r"^(%%|[ILMQUm]:)")
+_FIELD_LINE = re.compile(r"^(%|[A-Za-z+]:)")
+_INLINE_FIELD = re.compile(r"\[([KLM]):([^\]\n]*)\]")  # music21 ignores inline [K:] and [M:]
+_GERMAN_KEYS = {"H": "B", "Es": "Eb", "As": "Ab", "Des": "Db", "Ges": "Gb", "Fis": "F#", "Cis": "C#"}
+_C1 = re.compile("[\x80-\x9f]")  # control characters: in text, the mark of a wrong decoding
+_CP437_HINT = re.compile(rb"\x81|[A-Za-z][\x84\x94][A-Za-z]")  # ü anywhere; ä, ö inside a word
+
+
+def split_abc(text: str) -> list[tuple[int | None, str]]:
+    """(X: number, tune text) for each tune; file-header fields are repeated inside each tune."""
+    starts = [m.start() for m in re.finditer(r"(?m)^X:", text)]
+    if not starts:
+        return [(None, text)]
+    header = [ln for ln in text[:starts[0]].splitlines() if _HEADER_LINE.match(ln)]
+    tunes = []
+    for i, s in enumerate(starts):
+        body = text[s:starts[i + 1] if i + 1 < len(starts) else len(text)]
+        first, _, rest = body.partition("\n")
+        m = re.match(r"X:\s*(\d+)", first)
+        tunes.append((int(m.group(1)) if m else None, "\n".join([first, *header, rest])))
+    return tunes
+
+
+def _clean_music_line(line: str) -> str:
+    """Drop chord symbols and annotations, grace notes, slurs and `H` (fermata) from a music line.
+
+    None belongs to the melody, and music21 misreads most: an annotation such as ">" becomes a
+    broken rhythm, a grace note opening a triplet takes the triplet's first place, and the note
+    after `H` is lost. Slurs only cost time. Tuplets such as `(3` stay.
+    """
+    if _FIELD_LINE.match(line):
+        return line
+    if '"' in line:
+        line = re.sub(r'"[^"]*"', "", line)
+    if "{" in line:
+        line = re.sub(r"\{[^}]*\}", "", line)
+    if "(" in line or ")" in line:
+        line = re.sub(r"\((?!\d)|\)", "", line)
+    return line.replace("H", "")
+
+
+def _normalize_abc(text: str) -> str:
+    text = _INLINE_FIELD.sub(lambda m: f"\n{m.group(1)}:{m.group(2)}\n", text)
+    text = "\n".join(_clean_music_line(line) for line in text.split("\n"))
+    return re.sub(r"(?m)^K:\s*(H|Es|As|Des|Ges|Fis|Cis)(?![A-Za-z#])",
+                  lambda m: "K:" + _GERMAN_KEYS[m.group(1)], text)
+
+
+def _abc_key(field: str | None) -> tuple[int | None, str | None]:
+    """(tonic pitch class, mode) named by a K: field; None where it names none."""
+    f = (field or "").split("%")[0].strip()
+    m = re.match(r"([A-G])([#b]?)\s*([A-Za-z]*)", f, re.I)
+    if not m or f.lower().startswith(("none", "hp")):
+        return None, None
+    tonic = tonic_pitch_class(m.group(1).upper() + m.group(2))
+    word = m.group(3)
+    if not word:
+        return tonic, None
+    try:
+        return tonic, normalize_mode(word)
+    except MusicError:
+        return tonic, None
+
+
+def _abc_tempo(field: str | None) -> float:
+    """Quarter notes per minute from a Q: field such as '1/4=120', '3/8=80' or '100'."""
+    text = re.sub(r'"[^"]*"', " ", field or "")
+    m = re.search(r"(\d+)\s*/\s*(\d+)\s*=\s*(\d+(?:\.\d+)?)", text)
+    if m:
+        bpm = float(m.group(3)) * 4 * int(m.group(1)) / max(1, int(m.group(2)))
+    else:
+        m = re.search(r"\d+(?:\.\d+)?", text)
+        bpm = float(m.group(0)) if m else DEFAULT_TEMPO
+    return plausible_tempo(bpm)
+
+
+def _legacy_codec(raw: bytes) -> str:
+    """'cp437' where umlauts sit inside words as in DOS text (gr\\x81ne, K\\x94nig), else 'cp1252'."""
+    return "cp437" if _CP437_HINT.search(raw) else "cp1252"
+
+
+def _decode_legacy(raw: bytes, codec: str) -> str:
+    if codec == "cp437":  # Essen writes ß as 0x9e (as the Atari ST did), cp437's ₧
+        return raw.decode("cp437").replace("\u20a7", "\u00df")
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def decode_abc(data: bytes) -> str:
+    """ABC text: UTF-8 (with or without a byte order mark), else cp437 or cp1252.
+
+    Some UTF-8 files (music21's Essen collection) hold lines of cp437 bytes that were once read as
+    latin-1: their C1 control characters (gr\\x81ne) never occur in real text, so those lines are
+    decoded again, with the codec that all of them together point to.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return _decode_legacy(data, _legacy_codec(data))
+    if not _C1.search(text):
+        return text
+    lines = text.split("\n")
+    broken = [i for i, line in enumerate(lines) if _C1.search(line) and max(line) <= "\xff"]
+    codec = _legacy_codec(b"\n".join(lines[i].encode("latin-1") for i in broken))
+    for i in broken:
+        lines[i] = _decode_legacy(lines[i].encode("latin-1"), codec)
+    return "\n".join(lines)
+
+
+def read_abc(data: bytes, name: str, limits: ReadLimits) -> list[ParsedTune]:
+    """Every tune of an ABC file (split on X:); one that cannot be used carries its reason."""
+    text = decode_abc(data)
+    out = []
+    for index, (number, tune) in enumerate(split_abc(text), 1):
+        number = number if number is not None else index
+        m = re.search(r"(?m)^T:(.*)$", tune)
+        title = m.group(1).strip() if m else f"{name} {number}"
+        try:
+            if len(tune) > limits.max_tune_chars:
+                raise Skip("too long", f"{len(tune)} characters")
+            melody = _abc_melody(tune, limits)
+            melody.title = title
+            out.append(ParsedTune(melody, number, title))
+        except Skip as e:
+            out.append(ParsedTune(None, number, title, e.reason, e.detail))
+        except Exception as e:  # one malformed tune fails only itself
+            out.append(ParsedTune(None, number, title, "parse error", one_line(e)))
+    return out
+
+
+def _abc_melody(tune: str, limits: ReadLimits) -> Melody:
+    m21 = music21_modules()
+    handler = m21.abcFormat.ABCHandler(abcVersion=(2, 1, 0))
+    handler.process("%abc-2.1\n" + _normalize_abc(tune))
+    meter_text = key_text = tempo_text = None
+    later_meters, seen_note = [], False
+    for t in handler.tokens:
+        if isinstance(t, (m21.abcFormat.ABCNote, m21.abcFormat.ABCChord)):
+            seen_note = True
+        elif isinstance(t, m21.abcFormat.ABCMetadata):
+            if t.isMeter() and seen_note:
+                later_meters.append(t.data)
+            elif t.isMeter():
+                meter_text = t.data
+            elif t.isKey() and not seen_note:
+                key_text = t.data
+            elif t.isTempo() and tempo_text is None:
+                tempo_text = t.data
+    if not seen_note:
+        raise Skip("no notes")
+    meter = parse_meter(meter_text)
+    for text in later_meters:
+        if parse_meter(text) != meter:
+            raise Skip("meter change", f"{meter} -> {text.strip()}")
+    voices = handler.splitByVoice()
+    handlers = voices if len(voices) == 1 else [voices[0] + v for v in voices[1:]]
+    parts = [m21.translate.abcToStreamPart(h, inputM21=m21.FastPart()) for h in handlers]
+    notes, pickup = best_part(parts, meter, m21, limits)
+    tonic, mode = _abc_key(key_text)
+    if tonic is None:
+        tonic, mode = estimate_key(notes)
+    elif mode is None:
+        mode = estimate_key(notes, tonic=tonic)[1]
+    return Melody(notes, meter, tonic, mode, pickup, _abc_tempo(tempo_text))
+
+
+
+# --- ABC writing ---------------------------------------------------------------------------------
+
+_ABC_MODE = {"major": "", "minor": "m", "dorian": "dor", "phrygian": "phr", "lydian": "lyd",
+             "mixolydian": "mix", "locrian": "loc"}
+
+
+def _abc_length(mult: Fraction) -> str:
+    if mult == 1:
+        return ""
+    if mult.denominator == 1:
+        return str(mult.numerator)
+    return f"{mult.numerator if mult.numerator != 1 else ''}/{mult.denominator}"
+
+
+def _abc_tune(m: Melody, number: int) -> str:
+    spelling = Spelling.of(m.tonic, m.mode)
+    # music21 reads K:..loc as major, so locrian tunes carry every accidental explicitly.
+    explicit = m.mode == "locrian"
+    bar_ticks, beat = m.meter.bar_ticks, m.meter.beat_ticks
+    title = " ".join((m.title or "Untitled").split())
+    lines = [f"X:{number}", f"T:{title}", f"M:{m.meter}", "L:1/8",
+             f"Q:1/4={round(m.tempo)}", f"K:{spelling.tonic_name}{_ABC_MODE[m.mode]}"]
+    body, pos = [], m.start_position
+    for b, bar in enumerate(written_bars(m)):
+        # ABC 2.1: an accidental holds to the end of the bar. Readers differ on whether it holds
+        # in other octaves too, so a mark is written unless both readings give the right pitch.
+        per_octave: dict[tuple[str, int], int] = {}
+        per_letter: dict[str, int] = {}
+        out, run_left = [], 0
+        for k, (pitch, ticks, tied) in enumerate(bar):
+            token = ""
+            if run_left == 0 and ticks % 3:
+                # Durations off the 32nd grid are triplet-based: a 3:2 tuplet over the run.
+                run_left = next((j for j in range(k, len(bar)) if bar[j][1] % 3 == 0), len(bar)) - k
+                token = "(3" if run_left == 3 else f"(3:2:{run_left}"
+                in_run = True
+            elif run_left == 0:
+                in_run = False
+            if pitch is None:
+                token += "z"
+            else:
+                letter, alt, octave = spelling.spell(pitch)
+                implied = (per_octave.get((letter, octave), spelling.signature[letter]),
+                           per_letter.get(letter, spelling.signature[letter]))
+                if explicit or implied != (alt, alt):
+                    token += {1: "^", -1: "_", 0: "="}[alt]
+                    per_octave[(letter, octave)] = per_letter[letter] = alt
+                token += letter.lower() + "'" * (octave - 5) if octave >= 5 else letter + "," * (4 - octave)
+            # L:1/8 is 12 ticks; inside a 3:2 tuplet a note is written 3/2 as long.
+            token += _abc_length(Fraction(ticks, 8 if in_run else 12)) + ("-" if tied else "")
+            if out and pos % beat == 0 and (not in_run or token.startswith("(")):
+                out.append(" ")
+            out.append(token)
+            pos = (pos + ticks) % bar_ticks
+            run_left = max(0, run_left - 1) if in_run else 0
+        body.append("".join(out) + (" |\n" if b % 4 == 3 else " | "))
+    return "\n".join(lines) + "\n" + "".join(body).rstrip(" |\n") + " |]"
+
+
+def to_abc(melodies: list[Melody], first_number: int = 1) -> str:
+    """ABC 2.1 text: one tune per melody (X: numbered from `first_number`), barlines and ties."""
+    tunes = [_abc_tune(m, first_number + i) for i, m in enumerate(melodies)]
+    return "%abc-2.1\n\n" + "\n\n".join(tunes) + "\n"
+

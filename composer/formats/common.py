@@ -1,0 +1,93 @@
+"""What every reader and writer shares: limits, results, errors, constants and music21."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from types import SimpleNamespace
+
+from ..music import MAX_BAR_TICKS, Melody, Meter, MusicError
+
+FORMATS_VERSION = 2
+"""Bump when a reader's output for the same file changes; it keys the ingest cache."""
+
+READ_SUFFIXES = (".abc", ".mid", ".midi", ".xml", ".mxl", ".musicxml", ".krn")
+WRITE_SUFFIXES = (".mid", ".abc", ".musicxml", ".xml", ".json", ".wav")
+DEFAULT_TEMPO = 120.0
+
+
+class FormatError(MusicError):
+    """A file that is not readable music, or an output format that cannot be written here."""
+
+
+@dataclass
+class ReadLimits:
+    """Bounds on the work one input may cause."""
+
+    max_file_bytes: int = 5 * 1024 * 1024
+    max_tune_chars: int = 200_000  # one ABC tune
+    max_notes: int = 20_000
+
+
+@dataclass
+class ParsedTune:
+    """One tune read from a file: its melody, or the short reason (`error`) it could not be used."""
+
+    melody: Melody | None
+    number: int | None  # ABC X: number, else the tune's index in its file (1 for single-tune files)
+    title: str
+    error: str | None = None  # "parse error", "empty file", "no notes", "drums only", "meter change", ...
+    detail: str = ""
+
+
+class Skip(Exception):
+    """Abandon one tune with a reason key and a detail."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:200]
+
+
+def plausible_tempo(bpm: float | None) -> float:
+    """A file's tempo in quarter notes per minute, or the default where it is missing or absurd."""
+    return float(bpm) if bpm and 20 <= bpm <= 400 else DEFAULT_TEMPO
+
+
+def parse_meter(text: str | None) -> Meter:
+    """The meter a file names; Skip where it names none, or one the model cannot take."""
+    t = (text or "").split("%")[0].strip()
+    if not t or t.lower() in ("none", "free"):
+        raise Skip("no meter", t)
+    try:
+        meter = Meter.parse(t)
+    except MusicError:
+        raise Skip("unsupported meter", t) from None
+    if meter.bar_ticks > MAX_BAR_TICKS:
+        raise Skip("unsupported meter", f"{meter} (bars longer than {MAX_BAR_TICKS // 96} whole notes)")
+    return meter
+
+
+@lru_cache(maxsize=1)
+def music21_modules() -> SimpleNamespace:
+    """music21 imported on first use (it takes a second); MIDI reading never needs it."""
+    from music21 import (abcFormat, chord, clef, converter, key, metadata, meter, note, stream,
+                         tempo, tie)
+    from music21.abcFormat import translate
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    class FastPart(stream.Part):
+        """A Part that skips beaming: the ABC translator beams each part, ~70% of its time."""
+
+        def makeBeams(self, *args, **kwargs):
+            return None
+
+    return SimpleNamespace(abcFormat=abcFormat, translate=translate, chord=chord, clef=clef,
+                           converter=converter, key=key, metadata=metadata, meter=meter, note=note,
+                           stream=stream, tempo=tempo, tie=tie, FastPart=FastPart,
+                           GeneralObjectExporter=GeneralObjectExporter)

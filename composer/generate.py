@@ -1,0 +1,269 @@
+"""Note-by-note generation under hard constraints: rhythm plans, masked nucleus draws, the loops.
+
+Each step draws a duration from the rhythm network, then a pitch from the melody network given
+that duration. The bar structure is enforced by masking, never by truncation: `rhythm_plan`
+tells, for every number of ticks left, which durations keep the tune completable; END is
+allowed exactly at the end and forced there. Random numbers are drawn up front from one seeded
+torch.Generator, so the same seed and arguments give the same tune.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .encoding import END, N_SPECIAL, REST, Vocab
+from .music import Meter
+
+_CHUNK = 64  # steps of uniforms drawn at a time
+_LN2 = math.log(2)
+
+
+@dataclass
+class RhythmPlan:
+    """Allowed duration tokens for every number of ticks `r` left before the final barline.
+
+    bias[r] is 0 for an allowed token and -inf otherwise. The position in the bar of a note
+    started with r ticks left is (end_position - r) mod bar.
+    """
+
+    bias: np.ndarray  # float32 [r_max + 1, n_durations]
+    reach: np.ndarray  # bool [r_max + 1]: r ticks can be filled exactly
+    end_position: int
+
+
+def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int) -> RhythmPlan:
+    """Dynamic programme over the remaining ticks. A duration d started with r ticks left (at
+    position pos) is allowed iff d <= r, r - d can itself be filled, and the note crosses no
+    barline unless it starts and ends on a beat (a tied-over beat, as folk tunes do)."""
+    bar, beat = meter.bar_ticks, meter.beat_ticks
+    durs = np.array(vocab.durations, np.int64)
+    n_tok = vocab.n_durations
+    ok = np.zeros((r_max + 1, n_tok), bool)
+    reach = np.zeros(r_max + 1, bool)
+    ok[0, END] = reach[0] = True
+    max_d = int(durs.max())
+    period_from = None
+    for r in range(1, r_max + 1):
+        pos = (end_position - r) % bar
+        fits = durs <= r
+        rest = np.where(fits, r - durs, 0)
+        cross = pos + durs > bar
+        good = fits & reach[rest] & (~cross | ((pos % beat == 0) & ((pos + durs) % beat == 0)))
+        ok[r, N_SPECIAL:] = good
+        reach[r] = good.any()
+        # once the last max_d + 1 rows repeat those one bar earlier, every later row does too
+        if r >= max_d + 2 * bar and np.array_equal(reach[r - max_d:r + 1],
+                                                  reach[r - max_d - bar:r + 1 - bar]):
+            period_from = r + 1
+            break
+    if period_from is not None:
+        for r in range(period_from, r_max + 1, bar):
+            n = min(bar, r_max + 1 - r)
+            ok[r:r + n] = ok[r - bar:r - bar + n]
+            reach[r:r + n] = reach[r - bar:r - bar + n]
+    bias = np.where(ok, 0.0, -np.inf).astype(np.float32)
+    return RhythmPlan(bias, reach, end_position)
+
+
+def draw(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: np.ndarray
+          ) -> np.ndarray:
+    """One token per row from logits z [B, n]: temperature, additive mask, nucleus (top-p),
+    then inverse-CDF sampling with the pre-drawn uniforms u [B] in [0, 1)."""
+    x = z * inv_t
+    x += bias
+    x -= x.max(axis=1, keepdims=True)
+    np.exp(x, out=x)
+    rows = np.arange(len(x))
+    if top_p < 1.0:
+        order = np.argsort(x, axis=1, kind="stable")[:, ::-1]
+        c = np.cumsum(x[rows[:, None], order], axis=1)
+        k = (c < top_p * c[:, -1:]).sum(axis=1)  # the token that reaches top_p of the mass
+        j = (c <= (u * c[rows, k])[:, None]).sum(axis=1)
+        return order[rows, j]
+    c = np.cumsum(x, axis=1)
+    return (c <= u[:, None] * c[:, -1:]).sum(axis=1)
+
+
+def draw_one(z: np.ndarray, bias: np.ndarray, inv_t: float, top_p: float, u: float,
+              x: np.ndarray) -> int:
+    """draw() for a single row z [n], using the work buffer x [n] (few numpy calls: this runs
+    twice per note)."""
+    if inv_t == 1.0:
+        np.add(z, bias, out=x)
+    else:
+        np.multiply(z, inv_t, out=x)
+        x += bias
+    x -= x.max()
+    np.exp(x, out=x)
+    if top_p < 1.0:
+        order = x.argsort(kind="stable")[::-1]
+        c = x[order].cumsum()
+        k = c.searchsorted(top_p * c[-1])
+        return int(order[c.searchsorted(u * c[k], side="right")])
+    c = x.cumsum()
+    return int(c.searchsorted(u * c[-1], side="right"))
+
+
+def bits(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """-log2 softmax(logits)[token] per row; logits [T, n], tokens [T]."""
+    m = logits.max(axis=1)
+    lse = np.log(np.exp(logits - m[:, None]).sum(axis=1)) + m
+    return (lse - logits[np.arange(len(tokens)), tokens]) / _LN2
+
+
+class StepBatch:
+    """The model's own rhythm_step / melody_step, for models the fused path does not cover."""
+
+    def __init__(self, model, rows: int, labels: np.ndarray):
+        self.model = model
+        self.rows = rows
+        self.state = model.init_state(rows)
+        self.label_rows = np.ascontiguousarray(labels, np.int64)
+        lab = torch.from_numpy(self.label_rows)
+        self.labels = {"meter": lab[:, 0], "mode": lab[:, 1], "style": lab[:, 2]}
+        self.step: dict = {}
+
+    def select(self, rows: np.ndarray) -> "StepBatch":
+        new = StepBatch(self.model, len(rows), self.label_rows[rows])
+        new.state = self.state.select(torch.from_numpy(np.asarray(rows, np.int64)))
+        return new
+
+    def load_state(self, state) -> None:
+        self.state = state
+
+    def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
+        t = lambda a: torch.from_numpy(np.asarray(a, np.int64).reshape(-1))  # noqa: E731
+        self.step = {"dur_in": t(dur_in), "pitch_in": t(pitch_in), "pos_in": t(pos_in),
+                     "pos_out": t(pos_out), **self.labels}
+        logits, self.state = self.model.rhythm_step(self.step, self.state)
+        return logits.float().numpy()
+
+    def melody(self, dur_out) -> np.ndarray:
+        logits, self.state = self.model.melody_step(
+            self.step, torch.from_numpy(np.asarray(dur_out, np.int64).reshape(-1)), self.state)
+        return logits.float().numpy()
+
+
+@dataclass
+class Start:
+    """Where generation begins, the same for every row: the current inputs and the ticks left."""
+
+    dur_in: int
+    pitch_in: int
+    pos_in: int
+    pos_out: int
+    remaining: int
+    state: object = None  # a primed ModelState with one row, or None for a fresh start
+
+
+def sample(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
+           pitch_bias: np.ndarray, temperature: float, top_p: float, seed: int) -> list:
+    """Sample every row of `net` (a FusedBatch or StepBatch) from `begin` to the end of `plan`.
+
+    ticks: ticks of each duration token (0 for specials); pitch_bias: additive mask over pitch
+    tokens. Returns per row (duration tokens, pitch tokens, [(rhythm bits, pitch bits)] per
+    note under the model itself, END bits).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    loop = _loop_one if net.rows == 1 else _loop_many
+    with torch.inference_mode():
+        return loop(net, begin, plan, bar, ticks, pitch_bias, 1.0 / float(temperature),
+                    float(top_p), gen, net.rows)
+
+
+def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
+              pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: torch.Generator,
+              rows: int) -> list:
+    """The sampling loop for a single row, on Python ints (the latency-critical case)."""
+    ticks, bias = ticks.tolist(), plan.bias
+    last_bias = pitch_bias.copy()
+    last_bias[REST] = -np.inf  # a tune ends on a note, not a rest
+    xd = np.empty(len(bias[0]), np.float32)
+    xp = np.empty(len(pitch_bias), np.float32)
+    d, p, pos_in, pos_out, rem = (begin.dur_in, begin.pitch_in, begin.pos_in, begin.pos_out,
+                                  begin.remaining)
+    durs, pits, zr, zp = [], [], [], []
+    u: list[float] = []
+    while True:
+        if not u:
+            u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
+        z = net.rhythm(d, p, pos_in, pos_out)[0]
+        zr.append(z.copy())
+        d = draw_one(z, bias[rem], inv_t, top_p, u.pop(), xd)
+        if d == END:
+            break
+        rem -= ticks[d]
+        z = net.melody(d)[0]
+        zp.append(z.copy())
+        p = draw_one(z, pitch_bias if rem else last_bias, inv_t, top_p, u.pop(), xp)
+        durs.append(d)
+        pits.append(p)
+        pos_in, pos_out = pos_out, (pos_out + ticks[d]) % bar
+    rbits = bits(np.stack(zr), np.array(durs + [END]))
+    pbits = bits(np.stack(zp), np.array(pits)) if pits else np.zeros(0)
+    return [(durs, pits, list(zip(rbits[:-1].tolist(), pbits.tolist())), float(rbits[-1]))]
+
+def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
+               pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: torch.Generator,
+               rows: int) -> list:
+    """The sampling loop for a batch. Rows that reach END draw END until the batch is next
+    compacted; compaction (when a sixteenth of the rows are done) keeps the matmuls busy with
+    live rows only."""
+    bias = plan.bias
+    live = np.arange(rows)  # original row of each batch row
+    d_in = np.full(rows, begin.dur_in, np.int64)
+    p_in = np.full(rows, begin.pitch_in, np.int64)
+    pos_in = np.full(rows, begin.pos_in, np.int64)
+    pos_out = np.full(rows, begin.pos_out, np.int64)
+    rem = np.full(rows, begin.remaining, np.int64)
+    done = np.zeros(rows, bool)
+    log = []  # per step: (original rows, durations, pitches, rhythm bits, pitch bits)
+    end_bits = np.zeros(rows)
+    step = 0
+    while True:
+        k = step % _CHUNK
+        if k == 0:
+            u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
+        z = net.rhythm(d_in, p_in, pos_in, pos_out)
+        d = draw(z, bias[rem], inv_t, top_p, u[k, 0, live])
+        rb = bits(z, d)
+        tick = ticks[d]
+        after = rem - tick
+        ending = (d == END) & ~done
+        end_bits[live[ending]] = rb[ending]
+        playing = ~done & ~ending
+        p = np.full(len(live), REST)
+        if playing.any():
+            z = net.melody(d)
+            pb = pitch_bias
+            last = (after == 0) & playing
+            if last.any():  # a tune ends on a note, not a rest
+                pb = np.broadcast_to(pitch_bias, z.shape).copy()
+                pb[last, REST] = -np.inf
+            p = draw(z, pb, inv_t, top_p, u[k, 1, live])
+            log.append((live[playing], d[playing], p[playing], rb[playing],
+                        bits(z, p)[playing]))
+        done |= ending
+        if done.all():
+            break
+        d_in, p_in, pos_in = d, p, pos_out
+        pos_out = (pos_out + tick) % bar
+        rem = after
+        step += 1
+        if done.sum() * 16 >= len(live):  # compact: keep the rows still playing
+            keep = np.flatnonzero(~done)
+            net = net.select(keep)
+            live, d_in, p_in, pos_in, pos_out, rem, done = (
+                x[keep] for x in (live, d_in, p_in, pos_in, pos_out, rem, done))
+    who, d, p, rb, pb = (np.concatenate(x) for x in zip(*log))
+    order = np.argsort(who, kind="stable")  # by row, then by step
+    bounds = np.searchsorted(who[order], np.arange(rows + 1))
+    d, p, rb, pb = (x[order].tolist() for x in (d, p, rb, pb))
+    return [(d[a:b], p[a:b], list(zip(rb[a:b], pb[a:b])), float(end_bits[row]))
+            for row, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+
