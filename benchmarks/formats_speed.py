@@ -24,7 +24,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300, help="calls per measurement")
     args = parser.parse_args()
-    writers = {"midi": formats.to_midi_bytes, "abc": lambda m: formats.to_abc([m]), "json": formats.to_json_dict}
+    writers = {"midi": formats.to_midi_bytes, "abc": lambda m: formats.to_abc([m]),
+               "json": formats.to_json_dict}
     print(f"{'writer':<6} {'notes':>5} {'ms/call':>8}")
     for name, write in writers.items():
         for notes in (16, 64, 256):

@@ -1,10 +1,11 @@
 """Sampler speed: one-tune latency, batched throughput against the matmul bound, CLI wall time.
 
-    python benchmarks/sample_speed.py [--model DIR] [--runs 30] [--bars 32] [--count 64]
+    python benchmarks/sample_speed.py [--model DIR | --random] [--threads 1] [--runs 30]
 
-Without --model it uses the shipped model if there is one, else a default-size dual model
-(2 x 256 GRU per network) with random weights whose duration head favours eighth notes, so a
-tune has a realistic number of notes. Prints one table; --json prints one JSON object.
+Without --model it uses the shipped model if there is one, else (or with --random) a
+default-size dual model (2 x 256 GRU per network) with random weights whose duration head
+favours eighth notes, so a tune has a realistic number of notes. Prints one table; --json
+prints one JSON object.
 """
 
 from __future__ import annotations
@@ -66,39 +67,50 @@ def latency(composer: Composer, bars: int, meter: str, runs: int) -> dict:
             "notes": statistics.mean(notes), "us_per_note": p50 / statistics.mean(notes) * 1e6}
 
 
+def _matmul_seconds(fused, rows: int, reps: int = 30) -> float:
+    """Seconds for one step's matmuls alone (every cell's stacked product) at `rows` rows."""
+    mats = [w for w, _ in fused.r_cells + fused.m_cells]
+    xs = [torch.randn(2, rows, w.shape[1]) for w in mats]
+    outs = [torch.empty(2, rows, w.shape[2]) for w in mats]
+    with torch.inference_mode():
+        for _ in range(5):
+            for w, x, o in zip(mats, xs, outs):
+                torch.bmm(x, w, out=o)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            for w, x, o in zip(mats, xs, outs):
+                torch.bmm(x, w, out=o)
+    return (time.perf_counter() - t0) / reps
+
+
 def throughput(composer: Composer, bars: int, meter: str, count: int) -> dict:
-    """Notes/s of compose_many(count), and the bound set by the same matmuls alone."""
+    """Notes/s of compose_many(count), against two matmul bounds measured in the same run:
+    `bound` keeps all `count` rows busy every step (count notes per step of full-size
+    matmuls); `same_sizes` replays the matmuls of the actual run, one step per note of the
+    longest tune, each with as many rows as tunes still unfinished at that step."""
     req = ComposeRequest(bars=bars, meter=meter, key="D", sampling=SamplingOptions(seed=0))
     composer.compose_many(req, count)
-    best, notes = float("inf"), 0
+    best, lengths = float("inf"), []
     for seed in range(3):
         req.sampling.seed = seed
         t0 = time.perf_counter()
         comps = composer.compose_many(req, count)
         dt = time.perf_counter() - t0
         if dt < best:
-            best, notes = dt, sum(len(c.melody.notes) for c in comps)
-            steps = max(len(c.melody.notes) for c in comps) + 1
-    out = {"count": count, "notes": notes, "seconds": best, "notes_per_s": notes / best}
+            best, lengths = dt, [len(c.melody.notes) for c in comps]
+    notes = sum(lengths)
+    out = {"count": count, "notes": notes, "seconds": best, "notes_per_s": notes / best,
+           "shortest": min(lengths), "longest": max(lengths)}
     fused = composer._fused
-    if fused is not None:  # every matmul of one step, plain, at the same batch size
-        mats = [w for w, _ in fused.r_cells + fused.m_cells]
-        xs = [torch.randn(2, count, w.shape[1]) for w in mats]
-        outs = [torch.empty(2, count, w.shape[2]) for w in mats]
-        with torch.inference_mode():
-            for _ in range(20):
-                for w, x, o in zip(mats, xs, outs):
-                    torch.bmm(x, w, out=o)
-            reps = max(50, steps)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                for w, x, o in zip(mats, xs, outs):
-                    torch.bmm(x, w, out=o)
-            per_step = (time.perf_counter() - t0) / reps
-        out.update(steps=steps, matmul_us_per_step=per_step * 1e6,
-                   bound_notes_per_s=count / per_step,
+    if fused is not None:
+        per_step = _matmul_seconds(fused, count)
+        lengths_np = np.array(lengths)
+        live = [int((lengths_np >= s).sum()) for s in range(max(lengths) + 1)]
+        cost = {m: _matmul_seconds(fused, m, reps=10) for m in sorted(set(live))}
+        same = sum(cost[m] for m in live)
+        out.update(matmul_us_per_step=per_step * 1e6, bound_notes_per_s=count / per_step,
                    efficiency=notes / best / (count / per_step),
-                   efficiency_same_steps=(steps * per_step) / best)
+                   same_sizes_seconds=same, efficiency_same_sizes=same / best)
     return out
 
 
@@ -117,19 +129,20 @@ def cli_wall(model_dir: str, bars: int, runs: int = 5) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="model folder (default: the shipped model, else random)")
+    ap.add_argument("--random", action="store_true", help="use random weights of the default size")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--bars", type=int, default=32)
     ap.add_argument("--meter", default="4/4")
     ap.add_argument("--count", type=int, default=64)
-    ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1, as the CLI and the server use)")
     ap.add_argument("--skip-naive", action="store_true", help="skip the eager reference")
     ap.add_argument("--skip-cli", action="store_true", help="skip the command-line wall time")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     model_dir = args.model
-    if model_dir is None:
+    if model_dir is None and not args.random:
         try:
             shipped = default_model_dir()
         except ModuleNotFoundError:  # a source tree that is not installed
@@ -170,11 +183,14 @@ def main() -> None:
         print(f"  eager   p50 {nv['p50_ms']:7.2f} ms  p90 {nv['p90_ms']:7.2f} ms  "
               f"{nv['notes']:.0f} notes  {nv['us_per_note']:.1f} us/note")
     print(f"batch of {thr['count']} (target >= 80% of the matmul bound):")
-    print(f"  {thr['notes_per_s']:,.0f} notes/s ({thr['notes']} notes in {thr['seconds']:.3f} s)")
+    print(f"  {thr['notes_per_s']:,.0f} notes/s ({thr['notes']} notes in {thr['seconds']:.3f} s; "
+          f"tunes of {thr['shortest']} to {thr['longest']} notes)")
     if "bound_notes_per_s" in thr:
-        print(f"  matmul bound {thr['bound_notes_per_s']:,.0f} notes/s "
-              f"({thr['matmul_us_per_step']:.0f} us/step): {thr['efficiency']:.0%}; "
-              f"at the same {thr['steps']} steps: {thr['efficiency_same_steps']:.0%}")
+        print(f"  matmul bound, {thr['count']} rows every step: "
+              f"{thr['bound_notes_per_s']:,.0f} notes/s ({thr['matmul_us_per_step']:.0f} us/step)"
+              f" -> {thr['efficiency']:.0%}")
+        print(f"  the same matmuls as the run, alone: {thr['same_sizes_seconds']:.3f} s "
+              f"-> {thr['efficiency_same_sizes']:.0%}")
     if "cli" in report:
         print(f"composer compose -o x.mid, wall incl. start and load (target <= 2.5 s): "
               f"p50 {report['cli']['p50_s']:.2f} s, min {report['cli']['min_s']:.2f} s")

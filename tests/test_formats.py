@@ -309,7 +309,8 @@ def test_midi_file_has_signatures_markers_and_text_beyond_latin1():
     midi = mido.MidiFile(file=io.BytesIO(data), charset="utf-8")
     assert (midi.type, midi.ticks_per_beat, len(midi.tracks)) == (1, 480, 2)
     meta = {msg.type: msg for msg in midi.tracks[0]}
-    assert [msg.text for msg in midi.tracks[0] if msg.type == "marker"] == [f"title: {m.title}", "key: D dorian"]
+    markers = [msg.text for msg in midi.tracks[0] if msg.type == "marker"]
+    assert markers == [f"title: {m.title}", "key: D dorian"]
     assert (meta["time_signature"].numerator, meta["time_signature"].denominator) == (6, 8)
     assert meta["key_signature"].key == "Am" and round(mido.tempo2bpm(meta["set_tempo"].tempo), 3) == 96
     notes = [(msg.note, msg.velocity, msg.time) for msg in midi.tracks[1] if msg.type == "note_on"]

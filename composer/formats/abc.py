@@ -94,6 +94,7 @@ def _legacy_codec(raw: bytes) -> str:
 
 
 def _decode_legacy(raw: bytes, codec: str) -> str:
+    """Bytes in a one-byte codec; latin-1 for the few bytes that cp1252 leaves undefined."""
     if codec == "cp437":  # Essen writes ß as 0x9e (as the Atari ST did), cp437's ₧
         return raw.decode("cp437").replace("\u20a7", "\u00df")
     try:
@@ -103,7 +104,7 @@ def _decode_legacy(raw: bytes, codec: str) -> str:
 
 
 def decode_abc(data: bytes) -> str:
-    """ABC text: UTF-8 (with or without a byte order mark), else cp437 or cp1252.
+    """ABC text: UTF-8 (with or without a byte order mark), else cp437 or cp1252 as the bytes suggest.
 
     Some UTF-8 files (music21's Essen collection) hold lines of cp437 bytes that were once read as
     latin-1: their C1 control characters (gr\\x81ne) never occur in real text, so those lines are
