@@ -452,7 +452,7 @@ def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | 
 def report_line(comps: list[Composition], written: list[Path]) -> str:
     """One line for the terminal: what was written, the seed and bits/note."""
     bits = ", ".join(f"{c.bits_per_note:.2f}" for c in comps)
-    where = ", ".join(str(p) for p in written) if written else "stdout"
+    where = ", ".join(str(p) for p in written) if written else "ABC to stdout"
     return f"wrote {where} (seed {comps[0].seed}; bits/note {bits})"
 
 

@@ -205,6 +205,11 @@ def test_model_step_path_keeps_the_constraints(composer, tiny_model_dir):
     slow._fused = None  # the model's own rhythm_step / melody_step
     comp = slow.compose(ComposeRequest(bars=3, meter="6/8", sampling=SamplingOptions(seed=2)))
     assert comp.melody.total_ticks == 3 * 72 and _crossings_ok(comp.melody)
+    fast = composer.compose(ComposeRequest(bars=3, meter="6/8", sampling=SamplingOptions(seed=2)))
+    assert [r for r, _ in comp.surprisal] == pytest.approx([r for r, _ in fast.surprisal], abs=1e-3)
+    for c in slow.compose_many(ComposeRequest(bars=2, meter="3/4", pickup=24,
+                                              sampling=SamplingOptions(seed=3, best_of=4)), 3):
+        assert c.melody.total_ticks == 2 * 72 and c.melody.complete_bars() == 2
 
 
 # --- continue --------------------------------------------------------------------------------
