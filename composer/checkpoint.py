@@ -23,7 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .encoding import Vocab
-from .model import ModelConfig, build_model
+from .model import ModelConfig, build_model, count_params
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -196,8 +196,13 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if expected and hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{weights_path} is corrupted or does not belong to "
                               f"{directory / CONFIG} (sha256 mismatch)")
-    with torch.device("meta"):  # compare shapes before allocating: a tampered size can be huge
-        want = build_model(cfg).state_dict()
+    # Compare sizes before allocating anything: a tampered config could ask for a huge model.
+    stored = sum(t.numel() for t in tensors.values())
+    if count_params(cfg) != stored:
+        raise CheckpointError(f"{weights_path} does not match {directory / CONFIG}: the config "
+                              f"implies {count_params(cfg):,} parameters, the file holds {stored:,}")
+    model = build_model(cfg)
+    want = model.state_dict()
     missing = sorted(set(want) - set(tensors))
     unexpected = sorted(set(tensors) - set(want))
     if missing or unexpected:
@@ -208,7 +213,6 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
             raise CheckpointError(f"{weights_path} does not match {directory / CONFIG}: {k} has "
                                   f"shape {list(tensors[k].shape)} but the config implies "
                                   f"{list(v.shape)}")
-    model = build_model(cfg)
     model.load_state_dict(tensors)
     model.to(device).eval()
     return LoadedModel(model, cfg, vocab, config)

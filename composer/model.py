@@ -310,8 +310,23 @@ def bits(nats: float, events: float) -> float:
 
 
 def count_params(cfg: ModelConfig) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_model(cfg).parameters())
+    """Number of parameters build_model(cfg) has, computed from the config alone (no tensors,
+    so a checkpoint loader can check a config against its weights before allocating)."""
+    gates = {"gru": 3, "lstm": 4, "rnn": 1}[cfg.cell]
+
+    def stack(input_size: int) -> int:
+        sizes = [input_size] + [cfg.hidden] * (cfg.layers - 1)
+        return sum(gates * cfg.hidden * (n + cfg.hidden + 2) for n in sizes)
+
+    dim = cfg.dur_emb + cfg.pitch_emb + 2 * cfg.pos_emb + 3 * cfg.label_emb
+    embeddings = (cfg.n_durations * cfg.dur_emb + cfg.n_pitches * cfg.pitch_emb
+                  + cfg.n_positions * cfg.pos_emb
+                  + (cfg.n_meters + cfg.n_modes + cfg.n_styles) * cfg.label_emb)
+    if cfg.arch == "joint":
+        classes = cfg.n_durations * cfg.n_pitches
+        return embeddings + stack(dim) + (cfg.hidden + 1) * classes
+    return (embeddings + stack(dim) + stack(dim + cfg.dur_emb + cfg.hidden)
+            + (cfg.hidden + 1) * (cfg.n_durations + cfg.n_pitches))
 
 
 def match_joint(cfg: ModelConfig, tolerance: float = 0.05) -> ModelConfig:

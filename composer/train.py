@@ -270,6 +270,12 @@ def _resolve(cfg: TrainConfig, data_sha: str) -> tuple[TrainConfig, dict | None]
     return TrainConfig(**{**asdict(cfg), **{k: saved[k] for k in RUN_FIELDS if k in saved}}), meta
 
 
+def style_counts(ds: Dataset) -> dict[str, int]:
+    """Training tunes per style label; the sampler's default style is the most common one."""
+    counts = np.bincount(ds.style[ds.indices("train")], minlength=len(ds.vocab.styles))
+    return {name: int(c) for name, c in zip(ds.vocab.styles, counts)}
+
+
 def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
           progress: bool = False) -> dict:
     """Train as `cfg` says and return the final metrics (also saved in OUT/config.json).
@@ -337,7 +343,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     extra = {"train": train_cfg, "params": n_params,
              "data": {"file": Path(cfg.data).name, "sha256": data_sha,
                       "train_sequences": len(train_set), "valid_sequences": len(valid_set),
-                      "train_events": train_set.events}}
+                      "train_events": train_set.events, "style_counts": style_counts(ds)}}
 
     def scalars() -> dict:
         return dict(s, elapsed=s["elapsed"] + time.monotonic() - t0, train_config=train_cfg,

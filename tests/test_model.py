@@ -191,7 +191,7 @@ def test_tampered_config_is_a_clear_error(saved):
     config["vocab"]["durations"].append(96)
     config["model"]["n_durations"] += 1
     path.write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"shape .* config implies"):
+    with pytest.raises(CheckpointError, match=r"does not match .*config implies"):
         load_model(folder)
     # vocabulary changed alone: it disagrees with the model config
     config["model"]["n_durations"] -= 1
@@ -227,3 +227,12 @@ def test_missing_folder_and_default_dir():
         load_model("/nonexistent/model")
     assert default_model_dir().name == "folk"
     assert default_model_dir().parent.name == "models"
+
+
+@pytest.mark.parametrize("arch,cell,layers", [("dual", "gru", 2), ("dual", "lstm", 1),
+                                              ("dual", "rnn", 3), ("joint", "gru", 2),
+                                              ("joint", "lstm", 1)])
+def test_count_params_from_config_matches_the_built_model(arch, cell, layers):
+    cfg = ModelConfig(n_durations=11, n_pitches=23, n_positions=96, n_meters=3, n_modes=2,
+                      n_styles=4, arch=arch, cell=cell, hidden=24, layers=layers)
+    assert count_params(cfg) == sum(p.numel() for p in build_model(cfg).parameters())
