@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import verovio
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -430,8 +430,10 @@ def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limi
         finally:
             app.state.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="composer", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="composer", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Compose folk melodies, continue a fragment, or score a tune.")
+    _add_offline_docs(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.exception_handler(APIError)
@@ -450,6 +452,21 @@ def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limi
     _add_routes(app)
     app.mount("/", StaticFiles(directory=str(files("composer.web")), html=True), name="web")
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package, so the docs need no CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="composer API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/favicon.svg")
 
 
 def _api_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,9 @@ def test_options_lists_choices_limits_and_defaults(options):
 def test_docs_and_openapi(client):
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
+    assert "http://" not in r.text and "https://" not in r.text  # no CDN: works offline
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in r.text and client.get(asset).status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/health", "/api/options", "/api/compose", "/api/continue", "/api/score"):
         assert path in paths
