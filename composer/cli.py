@@ -122,39 +122,47 @@ def evaluate_command(
     typer.echo(json.dumps(report) if as_json else evaluate.format_report(report))
 
 
-_MODEL_HELP = "Model folder (model.safetensors + config.json)."
 _OUT_HELP = ("Output file: .mid .abc .musicxml .xml .json .wav, or - for ABC on stdout. "
              "Several tunes: numbered files, or one multi-tune .abc.")
 _THREADS_HELP = ("CPU threads for torch. Sampling is a chain of small steps, so 1 is fastest for "
                  "a single tune (and on a busy machine); more can help big --count batches.")
+# Options shared by compose, continue and score.
+MODEL_OPTION = typer.Option(None, "--model", show_default="the shipped model",
+                            help="Model folder (model.safetensors + config.json).")
+OUT_OPTION = typer.Option("-", "--out", "-o", help=_OUT_HELP)
+STYLE_OPTION = typer.Option(None, "--style", show_default="the model's default style",
+                            help="Style label the model was trained with.")
+TEMPERATURE_OPTION = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).")
+TOP_P_OPTION = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1].")
+SEED_OPTION = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed.")
+THREADS_OPTION = typer.Option(1, "--threads", min=1, help=_THREADS_HELP)
 
 
 @app.command("compose")
 def compose_command(
-    out: str = typer.Option("-", "--out", "-o", help=_OUT_HELP),
-    model: str = typer.Option(None, "--model", show_default="the shipped model", help=_MODEL_HELP),
+    out: str = OUT_OPTION,
+    model: str = MODEL_OPTION,
     bars: int = typer.Option(16, "--bars", help="Complete bars (1..256)."),
     meter: str = typer.Option(None, "--meter", show_default="4/4 if the model has it",
                               help="Time signature, e.g. 6/8."),
     key: str = typer.Option("D", "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
     mode: str = typer.Option("major", "--mode", help="major, minor, dorian, mixolydian, ..."),
-    style: str = typer.Option(None, "--style", show_default="the model's default style",
-                              help="Style label the model was trained with."),
+    style: str = STYLE_OPTION,
     tempo: float = typer.Option(120.0, "--tempo", help="Quarter notes per minute."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0)."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1]."),
-    seed: int = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed."),
+    temperature: float = TEMPERATURE_OPTION,
+    top_p: float = TOP_P_OPTION,
+    seed: int = SEED_OPTION,
     count: int = typer.Option(1, "--count", help="Number of tunes (sampled in one batch)."),
     best_of: int = typer.Option(1, "--best-of", help="Sample M per tune, keep the likeliest."),
     low: int = typer.Option(55, "--low", help="Lowest MIDI pitch."),
     high: int = typer.Option(88, "--high", help="Highest MIDI pitch."),
-    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
+    threads: int = THREADS_OPTION,
 ) -> None:
     """Compose new tunes: exactly --bars bars of --meter in --key --mode."""
     import torch
 
     from .checkpoint import CheckpointError
-    from .sample import Composer, ComposeRequest, SamplingOptions, report_line, write_output
+    from .sample import Composer, ComposeRequest, SamplingOptions
 
     torch.set_num_threads(threads)
     try:
@@ -165,8 +173,18 @@ def compose_command(
         req = ComposeRequest(bars=bars, meter=meter or composer.options()["defaults"]["meter"],
                              key=key, mode=mode, style=style, tempo=tempo, sampling=opts)
         comps = composer.compose_many(req, count)
-        written, text = write_output(comps, out)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(str(e)) from None
+    _write_tunes(comps, out)
+
+
+def _write_tunes(comps: list, out: str) -> None:
+    """Write compositions to OUT by its suffix (`-`: ABC on stdout); report on stderr."""
+    from .sample import report_line, write_output
+
+    try:
+        written, text = write_output(comps, out)
+    except (OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
     if text is not None:
         typer.echo(text, nl=False)
@@ -176,25 +194,24 @@ def compose_command(
 @app.command("continue")
 def continue_command(
     input: str = typer.Argument(..., metavar="INPUT", help="Fragment: .mid .abc .musicxml .xml"),
-    out: str = typer.Option("-", "--out", "-o", help=_OUT_HELP),
-    model: str = typer.Option(None, "--model", show_default="the shipped model", help=_MODEL_HELP),
+    out: str = OUT_OPTION,
+    model: str = MODEL_OPTION,
     bars: int = typer.Option(8, "--bars", help="New complete bars to add (1..256)."),
     keep_bars: int = typer.Option(None, "--keep-bars", help="Use only the first N bars of INPUT."),
-    style: str = typer.Option(None, "--style", show_default="the model's default style",
-                              help="Style label the model was trained with."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0)."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1]."),
-    seed: int = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed."),
+    style: str = STYLE_OPTION,
+    temperature: float = TEMPERATURE_OPTION,
+    top_p: float = TOP_P_OPTION,
+    seed: int = SEED_OPTION,
     best_of: int = typer.Option(1, "--best-of", help="Sample M, keep the likeliest."),
     low: int = typer.Option(55, "--low", help="Lowest MIDI pitch of the new notes."),
     high: int = typer.Option(88, "--high", help="Highest MIDI pitch of the new notes."),
-    threads: int = typer.Option(1, "--threads", min=1, help=_THREADS_HELP),
+    threads: int = THREADS_OPTION,
 ) -> None:
     """Continue a fragment: its notes unchanged, then --bars new bars in its key and meter."""
     import torch
 
     from .checkpoint import CheckpointError
-    from .sample import Composer, SamplingOptions, read_input, report_line, write_output
+    from .sample import Composer, SamplingOptions, read_input
 
     torch.set_num_threads(threads)
     try:
@@ -205,18 +222,15 @@ def continue_command(
         composer = Composer.load(model)
         comp = composer.continue_melody(melody, bars=bars, keep_bars=keep_bars, sampling=opts,
                                         style=style)
-        written, text = write_output([comp], out)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
-    if text is not None:
-        typer.echo(text, nl=False)
-    typer.echo(report_line([comp], written), err=True)
+    _write_tunes([comp], out)
 
 
 @app.command("score")
 def score_command(
     input: str = typer.Argument(..., metavar="INPUT", help="Tune: .mid .abc .musicxml .xml"),
-    model: str = typer.Option(None, "--model", show_default="the shipped model", help=_MODEL_HELP),
+    model: str = MODEL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """How surprising each note of a tune is to the model (bits), and the 5 most surprising."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
@@ -91,3 +92,35 @@ def tiny_model_dir(tmp_path_factory, tiny_dataset_path) -> str:
                       lr=1e-2, dropout=0.0, seed=0, device="cpu", precision="fp32"),
           log=lambda _msg: None)
     return str(out)
+
+
+def band_midi(tune: list[tuple[int, float]], bpm: float, bars: int, chord: tuple[int, ...],
+              key: str | None = None) -> bytes:
+    """A 3/4 MIDI file: a flute melody (pitch, beats) starting on beat 3 (a one-beat pickup),
+    a piano holding `chord` every bar and a drum track, in that track order (melody second)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=bpm)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
+    if key:
+        pm.key_signature_changes.append(
+            pretty_midi.KeySignature(pretty_midi.key_name_to_key_number(key), 0))
+    beat = 60 / bpm
+    melody = pretty_midi.Instrument(program=73, name="flute")
+    t = 2 * beat
+    for pitch, beats in tune:
+        melody.notes.append(pretty_midi.Note(96, pitch, t, t + beats * beat))
+        t += beats * beat
+    chords = pretty_midi.Instrument(program=0, name="piano")
+    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
+    for bar in range(bars):
+        start = bar * 3 * beat
+        for p in chord:
+            chords.notes.append(pretty_midi.Note(70, p, start, start + 3 * beat))
+        for k in range(3):
+            hit = start + k * beat
+            drums.notes.append(pretty_midi.Note(100, 81 if k == 0 else 42, hit, hit + beat / 2))
+    pm.instruments += [chords, melody, drums]
+    buf = io.BytesIO()
+    pm.write(buf)
+    return buf.getvalue()

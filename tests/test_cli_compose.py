@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from composer.cli import app
 from composer.formats import find_soundfont, read_melody, read_tunes
 from composer.sample import Composer, ComposeRequest, SamplingOptions
+from conftest import band_midi
 
 runner = CliRunner()
 
@@ -130,26 +131,9 @@ def test_a_drawn_seed_is_reported_and_reproduces_the_tune(tiny_model_dir, tmp_pa
 
 def _band_midi(path: Path) -> None:
     """Chords, drums and a melody in 3/4 with a one-beat pickup, ending mid-bar."""
-    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=100)
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
-    beat = 60 / 100
     tune = [(64, 1), (67, 1), (66, 1), (64, 2), (59, 1), (62, 0.5), (60, 0.5), (59, 2), (64, 1),
             (67, 1)]
-    melody = pretty_midi.Instrument(program=73, name="flute")
-    t = 2 * beat
-    for pitch, beats in tune:
-        melody.notes.append(pretty_midi.Note(96, pitch, t, t + beats * beat))
-        t += beats * beat
-    chords = pretty_midi.Instrument(program=0, name="piano")
-    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
-    for bar in range(5):
-        start = bar * 3 * beat
-        for p in (40, 47, 52):
-            chords.notes.append(pretty_midi.Note(70, p, start, start + 3 * beat))
-        for k in range(3):
-            drums.notes.append(pretty_midi.Note(100, 42, start + k * beat, start + (k + .5) * beat))
-    pm.instruments += [chords, melody, drums]
-    path.write_bytes(_midi_bytes(pm))
+    path.write_bytes(band_midi(tune, bpm=100, bars=5, chord=(40, 47, 52)))
 
 
 def test_continue_a_multitrack_midi_keeps_its_melody(tiny_model_dir, tmp_path):

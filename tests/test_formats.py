@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from composer import formats
 from composer.formats import FormatError, ReadLimits, read_melody, read_tunes
 from composer.music import MODES, Melody, Meter, Note
+from conftest import band_midi
 
 # --- ABC reading ---------------------------------------------------------------------------------
 
@@ -121,28 +122,9 @@ def _midi_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
 
 
 def test_midi_melody_track_is_found_among_chords_and_drums():
-    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=90)
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(3, 4, 0))
-    e_minor = pretty_midi.key_name_to_key_number("E minor")
-    pm.key_signature_changes.append(pretty_midi.KeySignature(e_minor, 0))
-    beat = 60 / 90
     tune = [(76, 1), (79, 1), (78, 1), (76, 2), (71, 1), (74, 0.5), (72, 0.5), (71, 2)] * 2
-    melody = pretty_midi.Instrument(program=73, name="flute")
-    t = 2 * beat  # the tune starts on beat 3: a one-beat pickup
-    for pitch, beats in tune:
-        melody.notes.append(pretty_midi.Note(96, pitch, t, t + beats * beat))
-        t += beats * beat
-    chords = pretty_midi.Instrument(program=0, name="piano")
-    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
-    for bar in range(8):
-        start = bar * 3 * beat
-        for p in (52, 55, 59):
-            chords.notes.append(pretty_midi.Note(70, p, start, start + 3 * beat))
-        for k in range(3):
-            hit = start + k * beat
-            drums.notes.append(pretty_midi.Note(100, 81 if k == 0 else 42, hit, hit + beat / 2))
-    pm.instruments += [chords, melody, drums]
-    m = read_melody(_midi_bytes(pm), "band.mid")
+    data = band_midi(tune, bpm=90, bars=8, chord=(52, 55, 59), key="E minor")
+    m = read_melody(data, "band.mid")
     assert [(n.pitch, n.duration) for n in m.notes] == [(p, round(b * 24)) for p, b in tune]
     assert (str(m.meter), m.tonic, m.mode, m.pickup, round(m.tempo)) == ("3/4", 4, "minor", 24, 90)
 
