@@ -124,3 +124,14 @@ def band_midi(tune: list[tuple[int, float]], bpm: float, bars: int, chord: tuple
     buf = io.BytesIO()
     pm.write(buf)
     return buf.getvalue()
+
+
+def merge_rests(notes) -> list[tuple[int | None, int]]:
+    """(pitch, ticks) with consecutive rests as one: a rest across a barline is written as two."""
+    out: list[tuple[int | None, int]] = []
+    for n in notes:
+        if out and n.pitch is None and out[-1][0] is None:
+            out[-1] = (None, out[-1][1] + n.duration)
+        else:
+            out.append((n.pitch, n.duration))
+    return out

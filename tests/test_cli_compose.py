@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from composer.cli import app
 from composer.formats import find_soundfont, read_melody, read_tunes
 from composer.sample import Composer, ComposeRequest, SamplingOptions
-from conftest import band_midi
+from conftest import band_midi, merge_rests
 
 runner = CliRunner()
 
@@ -48,16 +48,6 @@ def _midi_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
     return buf.getvalue()
 
 
-def _merge_rests(notes):
-    out = []
-    for n in notes:
-        if out and n.pitch is None and out[-1][0] is None:
-            out[-1] = (None, out[-1][1] + n.duration)
-        else:
-            out.append((n.pitch, n.duration))
-    return out
-
-
 ARGS = ["--bars", 4, "--meter", "6/8", "--key", "G", "--mode", "minor", "--seed", 3]
 
 
@@ -80,7 +70,7 @@ def test_compose_writes_each_format_and_it_reads_back(tiny_model_dir, composer, 
     assert back.error is None, back.detail
     m = back.melody
     if suffix == ".mid":
-        assert _merge_rests(m.notes) == _merge_rests(expected.melody.notes)
+        assert merge_rests(m.notes) == merge_rests(expected.melody.notes)
     else:
         assert m.notes == expected.melody.notes
     assert (str(m.meter), m.tonic, m.mode) == ("6/8", 7, "minor")

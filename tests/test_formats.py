@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from composer import formats
 from composer.formats import FormatError, ReadLimits, read_melody, read_tunes
 from composer.music import MODES, Melody, Meter, Note
-from conftest import band_midi
+from conftest import band_midi, merge_rests
 
 # --- ABC reading ---------------------------------------------------------------------------------
 
@@ -228,18 +228,7 @@ def _m21_notes(abc: str) -> list[tuple[int | None, int]]:
         else:
             notes.append(Note(pitch, ticks))
         open_tie = el.tie is not None and el.tie.type in ("start", "continue")
-    return _merge_rests(notes)
-
-
-def _merge_rests(notes) -> list[tuple[int | None, int]]:
-    """(pitch, ticks) with consecutive rests as one: a rest across a barline is written as two."""
-    out = []
-    for n in notes:
-        if out and n.pitch is None and out[-1][0] is None:
-            out[-1] = (None, out[-1][1] + n.duration)
-        else:
-            out.append((n.pitch, n.duration))
-    return out
+    return merge_rests(notes)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -247,11 +236,11 @@ def _merge_rests(notes) -> list[tuple[int | None, int]]:
 def test_abc_round_trip_through_music21(m):
     abc = formats.to_abc([m])
     assert abc.startswith("%abc-2.1\n")
-    assert _m21_notes(abc) == _merge_rests(m.notes)
+    assert _m21_notes(abc) == merge_rests(m.notes)
     [back] = read_tunes("gen.abc", abc.encode())
     assert back.error is None, back.detail
     r = back.melody
-    assert _merge_rests(r.notes) == _merge_rests(m.notes)
+    assert merge_rests(r.notes) == merge_rests(m.notes)
     assert (r.meter, r.tonic, r.pickup, r.tempo, r.title) == (
         m.meter, m.tonic, m.pickup, round(m.tempo), m.title)
     # K:D names no mode, so the reader weighs major against minor; every other mode is named.
@@ -275,10 +264,10 @@ def test_abc_text_has_headers_ties_and_explicit_naturals():
 @given(melodies())
 def test_midi_round_trip(m):
     back = read_tunes("gen.mid", formats.to_midi_bytes(m))[0].melody
-    expected = _merge_rests(m.notes)
+    expected = merge_rests(m.notes)
     while expected[-1][0] is None:
         expected.pop()  # a MIDI file cannot end in silence
-    assert _merge_rests(back.notes) == expected
+    assert merge_rests(back.notes) == expected
     assert (back.meter, back.tonic, back.mode, back.pickup, back.title) == (
         m.meter, m.tonic, m.mode, m.pickup, "Gen")
     assert abs(back.tempo - m.tempo) < 0.01
@@ -308,7 +297,7 @@ def test_musicxml_round_trip(m):
     data = formats.to_musicxml_bytes(m)
     assert data == formats.to_musicxml_bytes(m)  # deterministic bytes
     back = read_tunes("gen.musicxml", data)[0].melody
-    assert _merge_rests(back.notes) == _merge_rests(m.notes)
+    assert merge_rests(back.notes) == merge_rests(m.notes)
     assert (back.meter, back.tonic, back.mode, back.pickup, back.title) == (
         m.meter, m.tonic, m.mode, m.pickup, "Gen")
 
