@@ -34,8 +34,10 @@ from .sample import Composer, ComposeRequest, Composition, SamplingOptions
 
 MAX_UPLOAD_BYTES = 1024 * 1024
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 16 * 1024  # a multipart body also carries fields and boundaries
-# Bounds on the parsing work one upload may cause: a long tune has a few thousand notes.
-UPLOAD_LIMITS = ReadLimits(max_file_bytes=MAX_UPLOAD_BYTES, max_tune_chars=16_000, max_notes=4_000)
+# Bounds on the parsing work one upload may cause: a long tune has a few thousand notes, and
+# music21 takes up to about 2 s on an ABC tune of 16,000 characters, so at most 8 are tried.
+UPLOAD_LIMITS = ReadLimits(max_file_bytes=MAX_UPLOAD_BYTES, max_tune_chars=16_000, max_notes=4_000,
+                           max_bars=1_000, max_tunes=8, max_unpacked_bytes=4 * MAX_UPLOAD_BYTES)
 MAX_SVG_NOTES = 2_000  # engraving more would take seconds; such tunes get "svg": null
 RETRY_AFTER_S = 1
 MAX_SEED = 2**32 - 1
@@ -87,6 +89,11 @@ class ComposeBody(BaseModel):
 class ContinueForm(ComposeBody):
     """Form fields of /api/continue: `bars` new bars (default 8) after the first `keep_bars` bars
     of the fragment; meter, key, mode, style and tempo, if given, override the file's."""
+
+    # The documented multipart body is these fields plus `file`; "additionalProperties: false"
+    # here would make it one that no request satisfies. Unknown fields still get a 422.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra=lambda schema: schema.pop("additionalProperties"))
 
     keep_bars: int | None = Field(None, ge=1, le=64, description="bars of the fragment to keep")
 

@@ -213,6 +213,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
             raise CheckpointError(f"{weights_path} does not match {directory / CONFIG}: {k} has "
                                   f"shape {list(tensors[k].shape)} but the config implies "
                                   f"{list(v.shape)}")
+        if tensors[k].is_floating_point() and not bool(torch.isfinite(tensors[k]).all()):
+            # a diverged run or a tampered file: sampling from it would fail far from the cause
+            raise CheckpointError(f"{weights_path}: {k} holds non-finite values (NaN or inf)")
     model.load_state_dict(tensors)
     model.to(device).eval()
     return LoadedModel(model, cfg, vocab, config)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from numbers import Real
 from pathlib import Path
 
 from ..music import Melody
 from .abc import read_abc, split_abc, to_abc
 from .common import (DEFAULT_TEMPO, FORMATS_VERSION, READ_SUFFIXES, WRITE_SUFFIXES, FormatError,
-                     ParsedTune, ReadLimits, one_line)
+                     ParsedTune, ReadLimits, Skip, one_line)
+from .guards import check_length
 from .keys import estimate_key
 from .midi import choose_grid, read_midi, to_midi_bytes
 from .score import read_score
@@ -19,7 +21,7 @@ from .writers import (SOUNDFONT_DIR, atomic_write, find_soundfont, to_json_dict,
 
 __all__ = ["DEFAULT_TEMPO", "FORMATS_VERSION", "READ_SUFFIXES", "SOUNDFONT_DIR", "WRITE_SUFFIXES",
            "FormatError", "ParsedTune", "ReadLimits", "choose_grid", "estimate_key", "find_soundfont",
-           "read_melody", "read_tunes", "save", "split_abc", "to_abc", "to_json_dict", "to_midi_bytes",
+           "iter_tunes", "read_melody", "read_tunes", "save", "split_abc", "to_abc", "to_json_dict", "to_midi_bytes",
            "to_musicxml_bytes", "to_wav_bytes"]
 
 
@@ -29,45 +31,72 @@ def read_tunes(path: str | os.PathLike, data: bytes | None = None,
 
     Multi-tune ABC files give one ParsedTune per X: field; other formats give one. A tune that
     cannot be used has `melody=None` and a reason in `error`. A missing file raises FileNotFoundError.
+    The work is bounded by `limits` (file size, tunes per file, notes and bars per tune).
     """
+    return list(iter_tunes(path, data, limits))
+
+
+def iter_tunes(path: str | os.PathLike, data: bytes | None = None,
+               limits: ReadLimits | None = None) -> Iterator[ParsedTune]:
+    """read_tunes, one tune at a time: a caller that needs only the first good tune stops there."""
     limits = limits or ReadLimits()
     path = Path(path)
     suffix, name = path.suffix.lower(), path.stem
     if suffix not in READ_SUFFIXES:
-        return [ParsedTune(None, None, name, "unsupported type",
-                           f"'{suffix or path.name}'; readable: {' '.join(READ_SUFFIXES)}")]
+        yield ParsedTune(None, None, name, "unsupported type",
+                         f"'{suffix or path.name}'; readable: {' '.join(READ_SUFFIXES)}")
+        return
     try:
         size = path.stat().st_size if data is None else len(data)
         if size > limits.max_file_bytes:
-            return [ParsedTune(None, None, name, "file too large", f"{size} bytes > {limits.max_file_bytes}")]
+            yield ParsedTune(None, None, name, "file too large", f"{size} bytes > {limits.max_file_bytes}")
+            return
         data = path.read_bytes() if data is None else data
     except FileNotFoundError:
         raise
     except OSError as e:  # a folder, no permission, ...
-        return [ParsedTune(None, None, name, "read error", one_line(e))]
+        yield ParsedTune(None, None, name, "read error", one_line(e))
+        return
     if not data.strip():
-        return [ParsedTune(None, None, name, "empty file")]
+        yield ParsedTune(None, None, name, "empty file")
+        return
     try:
         if suffix == ".abc":
-            return read_abc(data, name, limits)
-        if suffix in (".mid", ".midi"):
-            return [read_midi(data, name, limits)]
-        return [read_score(data, suffix, name, limits)]
+            tunes: Iterable[ParsedTune] = read_abc(data, name, limits)
+        elif suffix in (".mid", ".midi"):
+            tunes = [read_midi(data, name, limits)]
+        else:
+            tunes = [read_score(data, suffix, name, limits)]
+        for tune in tunes:
+            yield _bounded(tune, limits)
     except Exception as e:  # a reader bug must never abort a whole ingest
-        return [ParsedTune(None, None, name, "parse error", one_line(e))]
+        yield ParsedTune(None, None, name, "parse error", one_line(e))
+
+
+def _bounded(tune: ParsedTune, limits: ReadLimits) -> ParsedTune:
+    """The tune, or its refusal when a few bytes described an enormous length."""
+    if tune.melody is not None:
+        try:
+            check_length(tune.melody, limits)
+        except Skip as e:
+            return ParsedTune(None, tune.number, tune.title, e.reason, e.detail)
+    return tune
 
 
 def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) -> Melody:
-    """The first usable tune of an uploaded file; FormatError with a one-line reason otherwise."""
+    """The first usable tune of an uploaded file; FormatError with a one-line reason otherwise.
+    Tunes after the first usable one are not parsed."""
     suffix = Path(filename).suffix.lower()
     if suffix not in READ_SUFFIXES:
         raise FormatError(f"unsupported file type '{suffix or filename}'; "
                           f"use one of {' '.join(READ_SUFFIXES)}")
-    tunes = read_tunes(filename, data, limits)
-    for t in tunes:
+    first = None
+    for t in iter_tunes(filename, data, limits):
         if t.melody is not None:
             return t.melody
-    first = tunes[0]
+        first = first or t
+    if first is None:  # every reader gives at least one entry; a safeguard only
+        raise FormatError(f"{Path(filename).name}: no notes")
     detail = f" ({first.detail})" if first.detail else ""
     raise FormatError(f"{Path(filename).name}: {first.error}{detail}")
 

@@ -3,36 +3,56 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 from ..music import Melody, MusicError, normalize_mode, tonic_pitch_class
 from .common import (DEFAULT_TEMPO, ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter,
                      plausible_tempo)
+from .guards import check_abc_meters
 from .keys import estimate_key
 from .notation import Spelling, written_bars
 from .score import best_part
 
 _HEADER_LINE = re.compile(r"^(%%|[ILMQUm]:)")
 _FIELD_LINE = re.compile(r"^(%|[A-Za-z+]:)")
+_TITLE = re.compile(r"(?m)^T:(.*)$")
 _INLINE_FIELD = re.compile(r"\[([KLM]):([^\]\n]*)\]")  # music21 ignores inline [K:] and [M:]
 _GERMAN_KEYS = {"H": "B", "Es": "Eb", "As": "Ab", "Des": "Db", "Ges": "Gb", "Fis": "F#", "Cis": "C#"}
 _C1 = re.compile("[\x80-\x9f]")  # control characters: in text, the mark of a wrong decoding
 _CP437_HINT = re.compile(rb"\x81|[A-Za-z][\x84\x94][A-Za-z]")  # ü anywhere; ä, ö inside a word
 
 
-def split_abc(text: str) -> list[tuple[int | None, str]]:
-    """(X: number, tune text) for each tune; file-header fields are repeated inside each tune."""
+def iter_abc(text: str) -> Iterator[tuple[int | None, str | None, int, Callable[[], str]]]:
+    """(X: number, T: title, length, a function giving the tune text) for each tune, lazily.
+
+    File-header fields are repeated inside each tune; the text is only put together when asked
+    for, so a large header over many tunes costs nothing for tunes that are refused by length."""
     starts = [m.start() for m in re.finditer(r"(?m)^X:", text)]
     if not starts:
-        return [(None, text)]
-    header = [ln for ln in text[:starts[0]].splitlines() if _HEADER_LINE.match(ln)]
-    tunes = []
+        m = _TITLE.search(text)
+        yield None, m.group(1).strip() if m else None, len(text), lambda: text
+        return
+    header = "\n".join(ln for ln in text[:starts[0]].splitlines() if _HEADER_LINE.match(ln))
     for i, s in enumerate(starts):
-        body = text[s:starts[i + 1] if i + 1 < len(starts) else len(text)]
-        first, _, rest = body.partition("\n")
+        end = starts[i + 1] if i + 1 < len(starts) else len(text)
+        first_end = text.find("\n", s, end)
+        first_end = end if first_end < 0 else first_end
+        first = text[s:first_end]
         m = re.match(r"X:\s*(\d+)", first)
-        tunes.append((int(m.group(1)) if m else None, "\n".join([first, *header, rest])))
-    return tunes
+        title = _TITLE.search(text, first_end, end)
+
+        def tune(end=end, first=first, first_end=first_end) -> str:
+            rest = text[first_end + 1:end] if first_end < end else ""
+            return "\n".join([first, *([header] if header else []), rest])
+
+        yield (int(m.group(1)) if m else None, title.group(1).strip() if title else None,
+               len(first) + len(header) + max(0, end - first_end - 1) + 2, tune)
+
+
+def split_abc(text: str) -> list[tuple[int | None, str]]:
+    """(X: number, tune text) for each tune; file-header fields are repeated inside each tune."""
+    return [(number, tune()) for number, _, _, tune in iter_abc(text)]
 
 
 def _clean_music_line(line: str) -> str:
@@ -124,31 +144,35 @@ def decode_abc(data: bytes) -> str:
     return "\n".join(lines)
 
 
-def read_abc(data: bytes, name: str, limits: ReadLimits) -> list[ParsedTune]:
-    """Every tune of an ABC file (split on X:); one that cannot be used carries its reason."""
+def read_abc(data: bytes, name: str, limits: ReadLimits) -> Iterator[ParsedTune]:
+    """Every tune of an ABC file (split on X:), lazily; one that cannot be used carries its
+    reason. After limits.max_tunes tunes, one last entry says that the rest were not read."""
     text = decode_abc(data)
-    out = []
-    for index, (number, tune) in enumerate(split_abc(text), 1):
+    for index, (number, title, length, tune) in enumerate(iter_abc(text), 1):
         number = number if number is not None else index
-        m = re.search(r"(?m)^T:(.*)$", tune)
-        title = m.group(1).strip() if m else f"{name} {number}"
+        title = title if title is not None else f"{name} {number}"
+        if index > limits.max_tunes:
+            yield ParsedTune(None, number, title, "too many tunes",
+                             f"only the first {limits.max_tunes} tunes of a file are read")
+            return
         try:
-            if len(tune) > limits.max_tune_chars:
-                raise Skip("too long", f"{len(tune)} characters")
-            melody = _abc_melody(tune, limits)
+            if length > limits.max_tune_chars:
+                raise Skip("too long", f"{length} characters")
+            melody = _abc_melody(tune(), limits)
             melody.title = title
-            out.append(ParsedTune(melody, number, title))
+            yield ParsedTune(melody, number, title)
         except Skip as e:
-            out.append(ParsedTune(None, number, title, e.reason, e.detail))
+            yield ParsedTune(None, number, title, e.reason, e.detail)
         except Exception as e:  # one malformed tune fails only itself
-            out.append(ParsedTune(None, number, title, "parse error", one_line(e)))
-    return out
+            yield ParsedTune(None, number, title, "parse error", one_line(e))
 
 
 def _abc_melody(tune: str, limits: ReadLimits) -> Melody:
     m21 = music21_modules()
     handler = m21.abcFormat.ABCHandler(abcVersion=(2, 1, 0))
-    handler.process("%abc-2.1\n" + _normalize_abc(tune))
+    text = _normalize_abc(tune)
+    check_abc_meters(text)  # before music21 builds a time signature it may never finish
+    handler.process("%abc-2.1\n" + text)
     meter_text = key_text = tempo_text = None
     later_meters, seen_note = [], False
     for t in handler.tokens:

@@ -27,6 +27,9 @@ class ReadLimits:
     max_file_bytes: int = 5 * 1024 * 1024
     max_tune_chars: int = 200_000  # one ABC tune
     max_notes: int = 20_000
+    max_bars: int = 1_000  # one tune's length, long rests included
+    max_tunes: int = 10_000  # tunes read from one file; the rest are reported, not parsed
+    max_unpacked_bytes: int = 32 * 1024 * 1024  # what a compressed MusicXML file unpacks to
 
 
 @dataclass

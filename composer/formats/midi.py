@@ -52,6 +52,12 @@ def read_midi(data: bytes, name: str, limits: ReadLimits) -> ParsedTune:
     """The melody of a MIDI file: the highest melodic track, on the finest grid its onsets need."""
     import symusic
 
+    division = int.from_bytes(data[12:14], "big") if data[:4] == b"MThd" and len(data) >= 14 else 1
+    if division & 0x8000:
+        return ParsedTune(None, 1, name, "unsupported timing",
+                          "SMPTE time code instead of ticks per quarter note")
+    if division == 0:
+        return ParsedTune(None, 1, name, "parse error", "0 ticks per quarter note")
     try:
         score = symusic.Score.from_midi(data)
     except Exception as e:
