@@ -1,7 +1,7 @@
 """Load test of the web API: a real `composer serve` on loopback, N concurrent clients composing.
 
 usage: python benchmarks/api_load.py [--model DIR] [--requests 400] [--clients 8] [--bars 16]
-                                     [--workers 2] [--processes 1]
+                                     [--workers 2] [--processes 1] [--json]
 It starts the server, waits for /api/health, sends a bounded number of 16-bar compose requests
 from concurrent keep-alive clients, then stops the server and prints requests/s, p50, p99,
 errors, and the server's peak resident memory. Targets: >= 50 req/s, p99 <= 250 ms, 0 errors.
@@ -10,6 +10,7 @@ errors, and the server's peak resident memory. Targets: >= 50 req/s, p99 <= 250 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -137,6 +138,7 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="server generation threads per process")
     ap.add_argument("--processes", type=int, default=1, help="server processes")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
     proc, base = start_server(args)
@@ -157,6 +159,16 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     model = args.model or "shipped default (models/folk)"
+    ok = len(lat) / wall >= 50 and percentile(lat, 99) <= 0.25 and not errors
+    if args.json:
+        print(json.dumps({
+            "model": model, "processes": args.processes, "workers": args.workers,
+            "clients": args.clients, "bars": args.bars, "requests": len(lat),
+            "requests_per_s": len(lat) / wall, "p50_ms": 1000 * statistics.median(lat),
+            "p99_ms": 1000 * percentile(lat, 99), "max_ms": 1000 * max(lat),
+            "errors": len(errors), "server_cpu_ms_per_request": cpu_ms, "peak_rss_mib": rss,
+            "cores": os.cpu_count(), "load_average": os.getloadavg()[0], "targets_met": ok}))
+        return
     print(f"model: {model}   server: {args.processes} process(es) x {args.workers} threads   "
           f"clients: {args.clients}   "
           f"bars: {args.bars}   notation: {'svg' if svg else 'none'}")
@@ -168,7 +180,6 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
     if errors:
         print(f"first error: {errors[0]}")
-    ok = len(lat) / wall >= 50 and percentile(lat, 99) <= 0.25 and not errors
     print("targets (>= 50 req/s, p99 <= 250 ms, 0 errors):", "met" if ok else "NOT met")
 
 

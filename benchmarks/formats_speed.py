@@ -1,12 +1,13 @@
 """Time the per-request writers: MIDI, ABC and JSON for melodies of 16 to 256 notes.
 
-usage: python benchmarks/formats_speed.py [--repeat N]
+usage: python benchmarks/formats_speed.py [--repeat N] [--json]
 The web API writes MIDI for every composition; the goal is well under 2 ms for a 64-note tune.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import timeit
 
 from composer import formats
@@ -23,15 +24,22 @@ def melody(notes: int) -> Melody:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300, help="calls per measurement")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     writers = {"midi": formats.to_midi_bytes, "abc": lambda m: formats.to_abc([m]),
                "json": formats.to_json_dict}
-    print(f"{'writer':<6} {'notes':>5} {'ms/call':>8}")
+    rows = []
     for name, write in writers.items():
         for notes in (16, 64, 256):
             m = melody(notes)
             best = min(timeit.repeat(lambda: write(m), number=args.repeat, repeat=3)) / args.repeat
-            print(f"{name:<6} {notes:>5} {best * 1000:>8.3f}")
+            rows.append({"writer": name, "notes": notes, "ms_per_call": best * 1000})
+    if args.json:
+        print(json.dumps({"rows": rows}))
+        return
+    print(f"{'writer':<6} {'notes':>5} {'ms/call':>8}")
+    for r in rows:
+        print(f"{r['writer']:<6} {r['notes']:>5} {r['ms_per_call']:>8.3f}")
 
 
 if __name__ == "__main__":

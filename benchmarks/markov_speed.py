@@ -1,6 +1,6 @@
 """Time the Markov n-gram baseline: fit (with order selection on valid) and test evaluation.
 
-usage: python benchmarks/markov_speed.py [DATASET.npz | --notes N]
+usage: python benchmarks/markov_speed.py [DATASET.npz | --notes N] [--json]
 Without a dataset file it builds a synthetic one of N notes (default 1,000,000) whose notes
 follow a random second-order chain, so contexts repeat the way real tunes' do.
 """
@@ -8,6 +8,7 @@ follow a random second-order chain, so contexts repeat the way real tunes' do.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -46,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", nargs="?")
     ap.add_argument("--notes", type=int, default=1_000_000)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     t0 = time.perf_counter()
     ds = Dataset.load(args.dataset) if args.dataset else synthetic(args.notes)
@@ -54,6 +56,12 @@ def main() -> None:
     t2 = time.perf_counter()
     res = model.evaluate(ds, "test")
     t3 = time.perf_counter()
+    if args.json:
+        print(json.dumps({"notes": ds.n_notes, "tunes": len(ds), "build_seconds": t1 - t0,
+                          "fit_seconds": t2 - t1, "order": model.order,
+                          "evaluate_seconds": t3 - t2, "test_notes": res["notes"],
+                          "bits_per_note": res["bits_per_note"]}))
+        return
     print(f"dataset: {ds.n_notes:,} notes, {len(ds):,} tunes ({t1 - t0:.1f} s to load/build)")
     print(f"fit + order selection on valid: {t2 - t1:.2f} s (chosen order {model.order})")
     print(f"evaluate test ({res['notes']:,} notes): {t3 - t2:.2f} s")

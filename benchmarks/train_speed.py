@@ -11,6 +11,7 @@ vocabulary sizes. Prints one row per configuration.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--cell", default="gru")
     ap.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,19 +95,25 @@ def main() -> None:
                "auto": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}[args.device]
     archs = ["dual", "joint"] if args.arch == "both" else [args.arch]
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
-    print(f"{'arch':6} {'hidden':>6} {'params':>10} {'device':6} {'prec':5} {'batch':>6} "
+    say = (lambda *_a, **_k: None) if args.json else print
+    say(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    say(f"{'arch':6} {'hidden':>6} {'params':>10} {'device':6} {'prec':5} {'batch':>6} "
           f"{'notes/s':>12} {'best':>12} {'padding':>8}")
+    rows = []
     for dev in devices:
         for arch in archs:
             for prec in precisions:
                 bs = args.batch_size or (1024 if dev == "cuda" else 64)
                 r = measure(ds, arch, torch.device(dev), prec, bs, args.steps, args.hidden,
                             args.cell)
-                print(f"{r['arch']:6} {r['hidden']:>6} {r['params']:>10,} {dev:6} "
-                      f"{r['precision']:5} {bs:>6} {r['notes/s']:>12,.0f} {r['best']:>12,.0f} "
-                      f"{r['padding']:>8.3f}", flush=True)
+                rows.append(r)
+                say(f"{r['arch']:6} {r['hidden']:>6} {r['params']:>10,} {dev:6} "
+                    f"{r['precision']:5} {bs:>6} {r['notes/s']:>12,.0f} {r['best']:>12,.0f} "
+                    f"{r['padding']:>8.3f}", flush=True)
+    if args.json:
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "rows": rows}))
 
 
 if __name__ == "__main__":

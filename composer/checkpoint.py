@@ -23,6 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .encoding import Vocab
+from .music import MAX_DURATION, MODES, Meter, MusicError
 from .model import ModelConfig, build_model, count_params
 
 WEIGHTS = "model.safetensors"
@@ -122,6 +123,8 @@ def read_json(path: str | os.PathLike) -> dict:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise _unreadable(path, data, f"not valid JSON: {e}") from None
+    except RecursionError:  # thousands of nested brackets
+        raise CheckpointError(f"{path} is not a composer JSON file (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a JSON object")
     return obj
@@ -147,6 +150,9 @@ def save_model(directory: str | os.PathLike, model: torch.nn.Module, cfg: ModelC
 
 
 def _check_vocab(cfg: ModelConfig, vocab: Vocab, path: Path) -> None:
+    problem = _vocab_problem(vocab)
+    if problem:
+        raise CheckpointError(f"{path} has an invalid vocabulary: {problem}")
     pairs = [("durations", cfg.n_durations, vocab.n_durations),
              ("pitches", cfg.n_pitches, vocab.n_pitches),
              ("positions", cfg.n_positions, vocab.n_positions),
@@ -158,6 +164,32 @@ def _check_vocab(cfg: ModelConfig, vocab: Vocab, path: Path) -> None:
                                   f"has {n_vocab}")
 
 
+def _vocab_problem(vocab: Vocab) -> str | None:
+    """What is wrong with vocabulary values that a tampered file could change without changing
+    any size; each would surface later as a wrong tune or a confusing sampler error."""
+    if not all(type(v) is int for v in (vocab.pitch_low, vocab.pitch_high)):
+        return "pitch_low and pitch_high must be whole MIDI pitches"
+    try:
+        if not all(0 < d <= MAX_DURATION for d in vocab.durations) or len(
+                set(vocab.durations)) < len(vocab.durations):
+            return f"durations must be distinct tick counts in 1..{MAX_DURATION}"
+        if not 0 <= vocab.pitch_low <= vocab.pitch_high <= 127:
+            return "the pitch range must lie within MIDI pitches 0..127"
+        if not all(isinstance(x, str) and x for x in [*vocab.meters, *vocab.modes, *vocab.styles]):
+            return "meters, modes and styles must be non-empty strings"
+        if any(m not in MODES for m in vocab.modes):
+            return f"modes must be among {', '.join(MODES)}"
+        for m in vocab.meters:
+            Meter.parse(m)
+        if any(len(set(xs)) < len(xs) for xs in (vocab.meters, vocab.modes, vocab.styles)):
+            return "meters, modes and styles must not repeat"
+    except MusicError as e:
+        return str(e)
+    except TypeError as e:
+        return f"a value has the wrong type ({e})"
+    return None
+
+
 def read_config(directory: str | os.PathLike) -> tuple[dict, ModelConfig, Vocab]:
     """Parse and validate config.json: (whole config, model config, vocabulary)."""
     path = Path(directory) / CONFIG
@@ -165,6 +197,8 @@ def read_config(directory: str | os.PathLike) -> tuple[dict, ModelConfig, Vocab]
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a composer model config (format "
                               f"{config.get('format')!r})")
+    if not isinstance(config.get("format_version", 0), int):
+        raise CheckpointError(f"{path}: format_version must be a number")
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer version (format "
                               f"{config['format_version']}); please upgrade composer")

@@ -303,6 +303,20 @@ def train_command(
         typer.echo(json.dumps(result))
 
 
+@app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_command(ctx: typer.Context) -> None:
+    """Run every benchmark, each bounded in time, and print one table (a source checkout's
+    benchmarks/run.py; options such as --quick, --only NAME..., --json are passed on)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+    if not script.is_file():
+        raise fail("the benchmarks are not part of an installed package; run `composer bench` "
+                   "in a source checkout installed with `pip install -e .`")
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+
+
 def main() -> None:
     """Entry point of the `composer` command."""
     try:

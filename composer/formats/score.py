@@ -10,7 +10,7 @@ import numpy as np
 
 from ..music import MODES, TICKS_PER_QUARTER, Melody, Meter, Note
 from .common import ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter, plausible_tempo
-from .guards import check_kern_meters, check_musicxml
+from .guards import check_kern, check_musicxml
 from .keys import estimate_key, signature_key
 
 def _part_events(part, m21) -> tuple[list[tuple], list[tuple[Fraction, Fraction, bool]]]:
@@ -167,7 +167,7 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
     m21 = music21_modules()
     try:  # music21 would spend minutes (or forever) on a huge meter or an .mxl zip bomb
         if suffix == ".krn":
-            check_kern_meters(data)
+            check_kern(data, limits)
         else:
             check_musicxml(data, suffix, limits)
     except Skip as e:
