@@ -100,7 +100,7 @@ def benches(quick: bool, cores: int) -> list[Bench]:
         Bench("train", "train_speed.py", ["--arch", "dual", "--steps", "20", "--device", "cpu",
                                           *(["--data", str(FOLK)] if FOLK.is_file() else [])],
               300, train_rows, note="" if FOLK.is_file() else "training on synthetic tunes"),
-        Bench("sample", "sample_speed.py", ["--bars", "16", "--runs", "20", "--count", "64",
+        Bench("sample", "sample_speed.py", ["--bars", "32", "--runs", "20", "--count", "64",
                                             "--skip-naive"], 300, sample_rows),
         Bench("api", "api_load.py", ["--requests", "200", "--clients", "8", "--bars", "16"], 300,
               api_rows),

@@ -34,10 +34,11 @@ from .sample import Composer, ComposeRequest, Composition, SamplingOptions
 
 MAX_UPLOAD_BYTES = 1024 * 1024
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 16 * 1024  # a multipart body also carries fields and boundaries
-# Bounds on the parsing work one upload may cause: a long tune has a few thousand notes, and
-# music21 takes up to about 2 s on an ABC tune of 16,000 characters, so at most 8 are tried.
+# Bounds on the parsing work one upload may cause: a long tune has a few thousand notes and a
+# few hundred bars. Within them music21 takes up to about 1 s on one ABC tune, so at most 4
+# tunes of a file are tried.
 UPLOAD_LIMITS = ReadLimits(max_file_bytes=MAX_UPLOAD_BYTES, max_tune_chars=16_000, max_notes=4_000,
-                           max_bars=1_000, max_tunes=8, max_unpacked_bytes=4 * MAX_UPLOAD_BYTES)
+                           max_bars=500, max_tunes=4, max_unpacked_bytes=4 * MAX_UPLOAD_BYTES)
 MAX_SVG_NOTES = 2_000  # engraving more would take seconds; such tunes get "svg": null
 RETRY_AFTER_S = 1
 MAX_SEED = 2**32 - 1

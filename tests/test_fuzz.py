@@ -23,8 +23,7 @@ from composer.formats.common import music21_modules
 from composer.music import Melody, Meter, Note
 
 SECONDS = 5.0  # generous: every case here takes well under a second on a quiet machine
-LIMITS = ReadLimits(max_file_bytes=1 << 20, max_tune_chars=16_000, max_notes=4_000,
-                    max_bars=1_000, max_tunes=8, max_unpacked_bytes=4 << 20)
+LIMITS = UPLOAD_LIMITS  # what the API allows; the readers' defaults are larger
 
 
 def fuzz(examples: int) -> settings:
@@ -123,7 +122,9 @@ HOSTILE_MIDI = {
     "SMPTE timing (30 fps)": (smf([track(SCALE)], division=0xE250), "unsupported timing"),
     "format 2": (smf([track(SCALE), track(SCALE[::-1])], fmt=2), None),
     "0 ticks per quarter": (smf([track(SCALE)], division=0), "parse error"),
-    "1 tick per quarter": (smf([track(SCALE)], division=1), None),
+    "1 tick per quarter": (smf([track(SCALE)], division=1), "too long"),  # 240 quarters a note
+    "1 tick per quarter, short notes": (smf([track([(0, 60 + i % 12, 1) for i in range(16)])],
+                                              division=1), None),
     "more notes than the limit": (smf([track([(0, 60 + i % 12, 12) for i in range(5000)])]),
                                   "too many notes"),
     "header only": (smf([]), "no notes"),
@@ -234,14 +235,26 @@ def test_hostile_scores_are_bounded_and_named(case):
 
 def test_a_tune_book_stops_after_max_tunes_and_uploads_after_the_first_good_tune():
     book = b"".join(b"X:%d\nT:t%d\nM:6/8\nL:1/8\nK:D\nABC DEF|\n" % (i, i) for i in range(1, 31))
+    n = LIMITS.max_tunes
     tunes = read_tunes("book.abc", book, LIMITS)
-    assert [t.error for t in tunes] == [None] * 8 + ["too many tunes"]
+    assert [t.error for t in tunes] == [None] * n + ["too many tunes"]
     assert len(read_tunes("book.abc", book)) == 30  # the default limits take a whole book
-    bad_then_good = b"X:1\nM:99999/1\nK:D\nABC|\n" + book
+    bad_then_good = b"X:1\nM:99999/1\nK:D\nABC|\n" * (n - 1) + book
     assert read_melody(bad_then_good, "book.abc", LIMITS).title == "t1"
-    nine_bad = b"X:1\nM:5000/8\nK:D\nABC|\n" * 9 + book
+    all_bad = b"X:1\nM:5000/8\nK:D\nABC|\n" * n + book
     with pytest.raises(FormatError, match="unsupported meter"):
-        read_melody(nine_bad, "book.abc", LIMITS)
+        read_melody(all_bad, "book.abc", LIMITS)
+
+
+def test_abc_size_is_checked_before_music21_parses_it():
+    # music21's time grows with the square of the bars: 4,000 bars would take half a minute
+    many_bars = abc(body="A|" * 4000)
+    tunes = read_all_ways(many_bars, "bars.abc")
+    assert tunes[0].error == "too long" and "bars" in tunes[0].detail
+    dense = abc(body="ABCDEFGA" * 1100)  # 8,800 notes in 8,800 characters
+    assert read_all_ways(dense, "dense.abc")[0].error == "too many notes"
+    ok = read_all_ways(abc(body="ABC DEF|" * (LIMITS.max_bars - 2)), "long.abc")
+    assert ok[0].melody is not None and ok[0].melody.complete_bars() >= LIMITS.max_bars - 2
 
 
 # --- property-based: random and mutated bytes ----------------------------------------------------

@@ -9,7 +9,7 @@ from fractions import Fraction
 from ..music import Melody, MusicError, normalize_mode, tonic_pitch_class
 from .common import (DEFAULT_TEMPO, ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter,
                      plausible_tempo)
-from .guards import check_abc_meters
+from .guards import check_abc
 from .keys import estimate_key
 from .notation import Spelling, written_bars
 from .score import best_part
@@ -171,7 +171,7 @@ def _abc_melody(tune: str, limits: ReadLimits) -> Melody:
     m21 = music21_modules()
     handler = m21.abcFormat.ABCHandler(abcVersion=(2, 1, 0))
     text = _normalize_abc(tune)
-    check_abc_meters(text)  # before music21 builds a time signature it may never finish
+    check_abc(text, limits)  # before music21 takes minutes, or forever, over it
     handler.process("%abc-2.1\n" + text)
     meter_text = key_text = tempo_text = None
     later_meters, seen_note = [], False

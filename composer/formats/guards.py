@@ -19,11 +19,14 @@ from .common import ReadLimits, Skip
 
 MAX_METER_BEATS = 128  # 128/32 is 4 whole notes, the longest bar a melody may have
 MAX_METER_UNIT = 32  # the shortest beat unit Meter accepts
-# Notes of all parts together that a MusicXML score may have, per note the melody may have:
-# music21's time grows with all of them, and the melody is one part of a few.
+# Notes of all parts together that a MusicXML score (or, roughly counted, an ABC tune) may
+# have, per note the melody may have: music21's time grows with all of them.
 SCORE_NOTES_FACTOR = 2
 
 _ABC_METER = re.compile(r"(?m)^M:([^\n%]*)")
+_ABC_FIELD = re.compile(r"^(%|[A-Za-z+]:)")
+_ABC_BARLINE = re.compile(r"[:\[]*\|+[:\]]*|::")  # |  ||  |]  [|  |:  :|  ::  count once
+_ABC_NOTE = re.compile(r"[A-Ga-gzx]")
 _KERN_METER = re.compile(r"(?:^|[\t\n])\*M(?!M)([^\t\n]*)")
 
 
@@ -41,10 +44,21 @@ def check_meter_numbers(text: str) -> None:
                                         f"{MAX_BAR_TICKS // (4 * TICKS_PER_QUARTER)} whole notes)")
 
 
-def check_abc_meters(text: str) -> None:
-    """Every M: field of a tune (inline [M:] fields must already be on lines of their own)."""
+def check_abc(text: str, limits: ReadLimits) -> None:
+    """Every M: field of a tune, and its size: music21's time grows with the square of the
+    number of bars (1,000 bars take 2 s, 4,000 take 36 s). Inline [M:] fields must already be
+    on lines of their own, and annotations in quotes removed."""
     for m in _ABC_METER.finditer(text):
         check_meter_numbers(m.group(1))
+    bars = notes = 0
+    for line in text.split("\n"):
+        if line and not _ABC_FIELD.match(line):
+            bars += len(_ABC_BARLINE.findall(line))
+            notes += len(_ABC_NOTE.findall(line))
+    if bars > limits.max_bars:
+        raise Skip("too long", f"{bars} bars > {limits.max_bars}")
+    if notes > SCORE_NOTES_FACTOR * limits.max_notes:
+        raise Skip("too many notes", f"about {notes} > {SCORE_NOTES_FACTOR * limits.max_notes}")
 
 
 def check_kern(data: bytes, limits: ReadLimits) -> None:
