@@ -162,13 +162,11 @@ def compose_command(
     import torch
 
     from .checkpoint import CheckpointError
-    from .sample import Composer, ComposeRequest, SamplingOptions
+    from .sample import Composer, ComposeRequest
 
     torch.set_num_threads(threads)
     try:
-        opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
-                               low=low, high=high)
-        opts.validate()
+        opts = _sampling(temperature, top_p, seed, best_of, low, high)
         composer = Composer.load(model)
         req = ComposeRequest(bars=bars, meter=meter or composer.options()["defaults"]["meter"],
                              key=key, mode=mode, style=style, tempo=tempo, sampling=opts)
@@ -176,6 +174,17 @@ def compose_command(
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
     _write_tunes(comps, out)
+
+
+def _sampling(temperature: float, top_p: float, seed: int | None, best_of: int, low: int,
+              high: int):
+    """Validated sampling options; MusicError with a one-line message if any is out of range."""
+    from .sample import SamplingOptions
+
+    opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
+                           low=low, high=high)
+    opts.validate()
+    return opts
 
 
 def _write_tunes(comps: list, out: str) -> None:
@@ -211,13 +220,11 @@ def continue_command(
     import torch
 
     from .checkpoint import CheckpointError
-    from .sample import Composer, SamplingOptions, read_input
+    from .sample import Composer, read_input
 
     torch.set_num_threads(threads)
     try:
-        opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
-                               low=low, high=high)
-        opts.validate()
+        opts = _sampling(temperature, top_p, seed, best_of, low, high)
         melody = read_input(input)
         composer = Composer.load(model)
         comp = composer.continue_melody(melody, bars=bars, keep_bars=keep_bars, sampling=opts,

@@ -137,7 +137,15 @@ def _rnn(cfg: ModelConfig, input_size: int, hidden: int) -> nn.RNNBase:
 
 
 class _Base(nn.Module):
-    """Shared helpers: state creation and running a stack one step or over a whole batch."""
+    """The input embeddings and the first stack (rhythm, or the joint model's only one), and
+    shared helpers: state creation and running a stack one step or over a whole batch."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inputs = _Inputs(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.rhythm = _rnn(cfg, self.inputs.dim, cfg.hidden)
 
     cfg: ModelConfig
 
@@ -175,11 +183,7 @@ class DualModel(_Base):
     stack's hidden state) -> next pitch."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.inputs = _Inputs(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.rhythm = _rnn(cfg, self.inputs.dim, cfg.hidden)
+        super().__init__(cfg)
         self.melody = _rnn(cfg, self.inputs.dim + cfg.dur_emb + cfg.hidden, cfg.hidden)
         self.dur_head = nn.Linear(cfg.hidden, cfg.n_durations)
         self.pitch_head = nn.Linear(cfg.hidden, cfg.n_pitches)
@@ -236,11 +240,7 @@ class JointModel(_Base):
     """One stack over notes; one softmax over all (duration, pitch) pairs."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.inputs = _Inputs(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.rhythm = _rnn(cfg, self.inputs.dim, cfg.hidden)
+        super().__init__(cfg)
         self.head = nn.Linear(cfg.hidden, cfg.n_durations * cfg.n_pitches)
 
     def _joint(self, out: torch.Tensor) -> torch.Tensor:
