@@ -58,10 +58,13 @@ def read_midi(data: bytes, name: str, limits: ReadLimits) -> ParsedTune:
                           "SMPTE time code instead of ticks per quarter note")
     if division == 0:
         return ParsedTune(None, 1, name, "parse error", "0 ticks per quarter note")
+    if data[:4] != b"MThd":
+        return ParsedTune(None, 1, name, "parse error", "not a MIDI file (no MThd header)")
     try:
         score = symusic.Score.from_midi(data)
-    except Exception as e:
-        return ParsedTune(None, 1, name, "parse error", one_line(e))
+    except Exception as e:  # the reader's messages are terse ("MiniMidi: ... iostream error")
+        return ParsedTune(None, 1, name, "parse error",
+                          f"damaged or truncated MIDI file ({one_line(e)})")
     try:
         return ParsedTune(_midi_melody(score, name, limits), 1, name)
     except Skip as e:
