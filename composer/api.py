@@ -18,7 +18,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import verovio
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -30,6 +29,7 @@ from .formats import (FormatError, ReadLimits, read_melody, to_abc, to_midi_byte
                       to_musicxml_bytes)
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, key_spelling, normalize_mode,
                     tonic_pitch_class)
+from .notation import NotationRenderer
 from .sample import Composer, ComposeRequest, Composition, SamplingOptions
 
 MAX_UPLOAD_BYTES = 1024 * 1024
@@ -45,7 +45,6 @@ MAX_SEED = 2**32 - 1
 # What the API accepts (as in ComposeBody); /api/options reports these, not the sampler's.
 API_LIMITS = {"bars": (1, 64), "temperature": (0, 3), "top_p": (0, 1), "best_of": (1, 16),
               "tempo": (20, 400), "keep_bars": (1, 64), "seed": (0, MAX_SEED)}
-FRAGMENT_COLOUR, NEW_COLOUR = "#34568f", "#b4472b"  # as in the page's piano roll
 FILE_TYPES = {"mid": ("audio/midi", "mid"), "abc": ("text/vnd.abc; charset=utf-8", "abc"),
               "musicxml": ("application/vnd.recordare.musicxml+xml", "musicxml")}
 FormatQuery = Annotated[Literal["mid", "abc", "musicxml"] | None,
@@ -180,61 +179,6 @@ def _field_of(message: str) -> str | None:
 
 
 # --- the work done in the pool ----------------------------------------------------------------
-
-class NotationRenderer:
-    """Engraves ABC to SVG with verovio, keeping one toolkit per worker thread."""
-
-    OPTIONS = {"footer": "none", "header": "none", "adjustPageHeight": True, "pageWidth": 1800,
-               "pageHeight": 60000, "scale": 40, "breaks": "auto", "svgFormatRaw": True}
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._resources = str(files("verovio") / "data")
-        verovio.enableLog(verovio.LOG_OFF)  # its notes on ABC details would flood the log
-
-    def _toolkit(self) -> verovio.toolkit:
-        tk = getattr(self._local, "toolkit", None)
-        if tk is None:
-            # verovio's default resource path is set per thread, so name its fonts explicitly.
-            tk = verovio.toolkit(False)
-            tk.setResourcePath(self._resources)
-            tk.setOptions(self.OPTIONS)
-            tk.setInputFrom("abc")
-            self._local.toolkit = tk
-        return tk
-
-    def svg(self, abc: str, new_from: float | None = None) -> str | None:
-        """The notation of the first tune in `abc`, or None if verovio cannot engrave it.
-
-        With `new_from` (quarter notes from the start) the notes before it are drawn in the
-        fragment colour and the rest in the new-bars colour, as in the page's piano roll."""
-        try:
-            tk = self._toolkit()
-            if not tk.loadData(abc) or tk.getPageCount() < 1:
-                return None
-            svg = tk.renderToSVG(1)
-            if not svg.lstrip().startswith(("<svg", "<?xml")):
-                return None
-            if new_from is not None:
-                svg = _colour(svg, tk.renderToTimemap({"includeRests": True}), new_from)
-            return svg
-        except Exception:  # notation is an extra: its failure must never fail the request
-            log.warning("notation failed", exc_info=True)
-            self._local.toolkit = None
-            return None
-
-
-def _colour(svg: str, timemap: list[dict], new_from: float) -> str:
-    groups: dict[bool, list[str]] = {False: [], True: []}
-    for event in timemap:
-        ids = event.get("on", []) + event.get("restsOn", [])
-        groups[float(event.get("qstamp", 0)) >= new_from - 1e-6].extend(ids)
-    rules = "".join(f"{','.join('#' + i for i in ids)}{{fill:{c};stroke:{c};color:{c}}}"
-                    for ids, c in ((groups[False], FRAGMENT_COLOUR), (groups[True], NEW_COLOUR))
-                    if ids and all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids))
-    end = svg.find(">", svg.find("<svg"))
-    return svg if end < 0 or not rules else f"{svg[:end + 1]}<style>{rules}</style>{svg[end + 1:]}"
-
 
 def _bits(x: float) -> float | None:
     return round(float(x), 4) if math.isfinite(x) else None  # JSON has no inf

@@ -1,0 +1,69 @@
+"""Server-side notation: ABC engraved to SVG with verovio, a fragment's notes coloured apart."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from importlib.resources import files
+
+import verovio
+
+FRAGMENT_COLOUR, NEW_COLOUR = "#34568f", "#b4472b"  # as in the playground's piano roll
+
+log = logging.getLogger(__name__)
+
+
+class NotationRenderer:
+    """Engraves ABC to SVG with verovio, keeping one toolkit per worker thread."""
+
+    OPTIONS = {"footer": "none", "header": "none", "adjustPageHeight": True, "pageWidth": 1800,
+               "pageHeight": 60000, "scale": 40, "breaks": "auto", "svgFormatRaw": True}
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._resources = str(files("verovio") / "data")
+        verovio.enableLog(verovio.LOG_OFF)  # its notes on ABC details would flood the log
+
+    def _toolkit(self) -> verovio.toolkit:
+        tk = getattr(self._local, "toolkit", None)
+        if tk is None:
+            # verovio's default resource path is set per thread, so name its fonts explicitly.
+            tk = verovio.toolkit(False)
+            tk.setResourcePath(self._resources)
+            tk.setOptions(self.OPTIONS)
+            tk.setInputFrom("abc")
+            self._local.toolkit = tk
+        return tk
+
+    def svg(self, abc: str, new_from: float | None = None) -> str | None:
+        """The notation of the first tune in `abc`, or None if verovio cannot engrave it.
+
+        With `new_from` (quarter notes from the start) the notes before it are drawn in the
+        fragment colour and the rest in the new-bars colour, as in the page's piano roll."""
+        try:
+            tk = self._toolkit()
+            if not tk.loadData(abc) or tk.getPageCount() < 1:
+                return None
+            svg = tk.renderToSVG(1)
+            if not svg.lstrip().startswith(("<svg", "<?xml")):
+                return None
+            if new_from is not None:
+                svg = _colour(svg, tk.renderToTimemap({"includeRests": True}), new_from)
+            return svg
+        except Exception:  # notation is an extra: its failure must never fail the request
+            log.warning("notation failed", exc_info=True)
+            self._local.toolkit = None
+            return None
+
+
+def _colour(svg: str, timemap: list[dict], new_from: float) -> str:
+    groups: dict[bool, list[str]] = {False: [], True: []}
+    for event in timemap:
+        ids = event.get("on", []) + event.get("restsOn", [])
+        groups[float(event.get("qstamp", 0)) >= new_from - 1e-6].extend(ids)
+    rules = "".join(f"{','.join('#' + i for i in ids)}{{fill:{c};stroke:{c};color:{c}}}"
+                    for ids, c in ((groups[False], FRAGMENT_COLOUR), (groups[True], NEW_COLOUR))
+                    if ids and all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids))
+    end = svg.find(">", svg.find("<svg"))
+    return svg if end < 0 or not rules else f"{svg[:end + 1]}<style>{rules}</style>{svg[end + 1:]}"
