@@ -22,6 +22,11 @@ _CHUNK = 64  # steps of uniforms drawn at a time
 _LN2 = math.log(2)
 
 
+# Below this, sampling is already greedy; a smaller temperature would only overflow the scaled
+# float32 logits (inf - inf = NaN), so it counts as this one.
+MIN_TEMPERATURE = 1e-4
+
+
 @dataclass
 class RhythmPlan:
     """Allowed duration tokens for every number of ticks `r` left before the final barline.
@@ -171,8 +176,8 @@ def sample(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     gen = torch.Generator().manual_seed(seed)
     loop = _loop_one if net.rows == 1 else _loop_many
     with torch.inference_mode():
-        return loop(net, begin, plan, bar, ticks, pitch_bias, 1.0 / float(temperature),
-                    float(top_p), gen, net.rows)
+        inv_t = 1.0 / max(float(temperature), MIN_TEMPERATURE)
+        return loop(net, begin, plan, bar, ticks, pitch_bias, inv_t, float(top_p), gen, net.rows)
 
 
 def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,

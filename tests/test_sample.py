@@ -138,6 +138,18 @@ def test_same_seed_same_tune_other_seed_other_tune(composer):
     assert isinstance(drawn.seed, int) and drawn.seed >= 0
 
 
+@pytest.mark.parametrize("temperature", [1e-300, 1e-70, 1e-6])
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_tiny_temperature_samples_greedily_instead_of_failing(composer, temperature, count):
+    req = ComposeRequest(bars=4, meter="6/8", sampling=SamplingOptions(seed=1, temperature=temperature))
+    tunes = composer.compose_many(req, count)
+    assert len(tunes) == count
+    for t in tunes:
+        assert t.melody.complete_bars() == 4 and np.isfinite(t.bits_per_note)
+    # effectively greedy: every row, whatever its uniforms, takes the same most likely path
+    assert len({tuple(t.melody.notes) for t in tunes}) == 1
+
+
 def test_best_of_returns_the_likeliest_candidate(composer):
     base = ComposeRequest(bars=4, meter="4/4", sampling=SamplingOptions(seed=5))
     candidates = composer.compose_many(base, 6)  # the same batch of 6 rows and uniforms
