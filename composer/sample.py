@@ -7,7 +7,6 @@ surprisal under the model, and `score` gives the same numbers for any tune.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -16,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import write_atomic
 from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
 from .fastgru import FusedDual, supports
-from .formats import read_melody, save, to_abc, to_json_dict
+from .formats import read_melody, save, to_abc
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
 from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
                     normalize_mode, pitch_name, tonic_pitch_class)
@@ -433,20 +431,9 @@ def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | 
     melodies = [c.melody for c in comps]
     if out == "-":
         return [], to_abc(melodies)
-    path = Path(out)
-    if path.suffix.lower() != ".json":
-        return save(melodies, path, surprisal=[c.surprisal for c in comps]), None
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder {path.parent} does not exist")
-    width = len(str(len(comps)))
-    targets = [path] if len(comps) == 1 else [
-        path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, len(comps) + 1)]
-    for c, target in zip(comps, targets):
-        d = to_json_dict(c.melody, c.surprisal)
-        d.update(bits_per_note=round(c.bits_per_note, 4), seed=c.seed,
-                 fragment_notes=c.fragment_notes)
-        write_atomic(target, (json.dumps(d, indent=1) + "\n").encode())
-    return targets, None
+    extra = [{"bits_per_note": round(c.bits_per_note, 4), "seed": c.seed,
+              "fragment_notes": c.fragment_notes} for c in comps]
+    return save(melodies, Path(out), surprisal=[c.surprisal for c in comps], extra=extra), None
 
 
 def report_line(comps: list[Composition], written: list[Path]) -> str:

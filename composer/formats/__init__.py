@@ -101,13 +101,13 @@ def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) ->
     raise FormatError(f"{Path(filename).name}: {first.error}{detail}")
 
 
-def _render(m: Melody, suffix: str, surprisal) -> bytes:
+def _render(m: Melody, suffix: str, surprisal, extra: dict | None) -> bytes:
     if suffix == ".mid":
         return to_midi_bytes(m)
     if suffix in (".musicxml", ".xml"):
         return to_musicxml_bytes(m)
     if suffix == ".json":
-        return (json.dumps(to_json_dict(m, surprisal), indent=1) + "\n").encode()
+        return (json.dumps({**to_json_dict(m, surprisal), **(extra or {})}, indent=1) + "\n").encode()
     if suffix == ".wav":
         return to_wav_bytes(m)
     return to_abc([m]).encode()
@@ -126,11 +126,13 @@ def _per_melody(surprisal, count: int) -> list:
     return list(surprisal)
 
 
-def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None) -> list[Path]:
+def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None,
+         extra: list[dict] | None = None) -> list[Path]:
     """Write melodies by the path's suffix, atomically; returns the files written.
 
     Several melodies go into one multi-tune .abc file, or numbered files (tune-1.mid, tune-2.mid).
     `surprisal` is one list of (rhythm, pitch) bits per melody (or one list for a single melody).
+    `extra` holds one dict per melody of fields added to (or replacing) its .json object.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -148,6 +150,6 @@ def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None) -> lis
     width = len(str(len(melodies)))
     targets = [path] if len(melodies) == 1 else [
         path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, len(melodies) + 1)]
-    for m, s, target in zip(melodies, per_melody, targets):
-        atomic_write(target, _render(m, suffix, s))
+    for m, s, x, target in zip(melodies, per_melody, extra or [None] * len(melodies), targets):
+        atomic_write(target, _render(m, suffix, s, x))
     return targets
