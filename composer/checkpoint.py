@@ -13,7 +13,6 @@ import hashlib
 import importlib.resources
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .encoding import Vocab
+from .files import write_atomic
 from .music import MAX_DURATION, MODES, Meter, MusicError
 from .model import ModelConfig, build_model, count_params
 
@@ -47,23 +47,6 @@ class LoadedModel:
 
 
 # --- atomic files ----------------------------------------------------------------------------
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to `path` via a temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | os.PathLike, obj: dict) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from . import formats
 from .dataset import SPLITS, Dataset
+from .files import write_atomic
 from .encoding import (DEFAULT_PITCH_HIGH, DEFAULT_PITCH_LOW, ENCODER_VERSION, Vocab,
                        build_duration_vocab, encode)
 from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
@@ -262,18 +262,6 @@ def _prune_cache(cache_dir: Path, keep: str) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_sources(files: list[SourceFile], cache_dir: Path, workers: int, opts: IngestOptions,
                  progress: bool = False) -> tuple[list[list[dict]], int]:
     """Parsed tunes (as dicts) of every file, from the cache or the readers; and the cache hits.
@@ -293,8 +281,8 @@ def read_sources(files: list[SourceFile], cache_dir: Path, workers: int, opts: I
     hits = 0
 
     def store(fi: int) -> None:  # as soon as a file is complete, so an interrupted run keeps it
-        _write_atomic(cache_dir / f"{keys[fi]}.json",
-                      json.dumps({"reader": fingerprint, "tunes": per_file[fi]}))
+        write_atomic(cache_dir / f"{keys[fi]}.json",
+                     json.dumps({"reader": fingerprint, "tunes": per_file[fi]}).encode())
 
     for fi, sf in enumerate(files):
         cached = _cache_load(cache_dir / f"{keys[fi]}.json")

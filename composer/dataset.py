@@ -17,15 +17,16 @@ Layout (all arrays, no pickle; load with allow_pickle=False):
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .encoding import EncodedTune, Vocab, streams
+from .files import write_atomic
 
 SPLITS = ("train", "valid", "test")
 
@@ -114,20 +115,12 @@ class Dataset:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a temp file in the same folder, then rename."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(
-                    f, **{k: getattr(self, k) for k in self._ARRAYS},
-                    vocab=np.array(self.vocab.to_json()), tunes=np.array(json.dumps(self.tunes)),
-                    info=np.array(json.dumps(self.info)))
-            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a dataset is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, **{k: getattr(self, k) for k in self._ARRAYS},
+            vocab=np.array(self.vocab.to_json()), tunes=np.array(json.dumps(self.tunes)),
+            info=np.array(json.dumps(self.info)))
+        write_atomic(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Dataset":

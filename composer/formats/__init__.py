@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from numbers import Real
 from pathlib import Path
 
+from ..files import write_atomic
 from ..music import Melody
 from .abc import read_abc, split_abc, to_abc
 from .common import (DEFAULT_TEMPO, FORMATS_VERSION, READ_SUFFIXES, WRITE_SUFFIXES, FormatError,
@@ -16,7 +17,7 @@ from .guards import check_length
 from .keys import estimate_key
 from .midi import choose_grid, read_midi, to_midi_bytes
 from .score import read_score
-from .writers import (SOUNDFONT_DIR, atomic_write, find_soundfont, to_json_dict, to_musicxml_bytes,
+from .writers import (SOUNDFONT_DIR, find_soundfont, to_json_dict, to_musicxml_bytes,
                       to_wav_bytes)
 
 __all__ = ["DEFAULT_TEMPO", "FORMATS_VERSION", "READ_SUFFIXES", "SOUNDFONT_DIR", "WRITE_SUFFIXES",
@@ -145,11 +146,11 @@ def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None,
         raise FileNotFoundError(f"folder {path.parent} does not exist")
     per_melody = _per_melody(surprisal, len(melodies))
     if suffix == ".abc":
-        atomic_write(path, to_abc(melodies).encode())
+        write_atomic(path, to_abc(melodies).encode())
         return [path]
     width = len(str(len(melodies)))
     targets = [path] if len(melodies) == 1 else [
         path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, len(melodies) + 1)]
     for m, s, x, target in zip(melodies, per_melody, extra or [None] * len(melodies), targets):
-        atomic_write(target, _render(m, suffix, s, x))
+        write_atomic(target, _render(m, suffix, s, x))
     return targets

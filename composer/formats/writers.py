@@ -99,13 +99,3 @@ def to_wav_bytes(m: Melody, soundfont: str | os.PathLike | None = None, sample_r
         return wav.read_bytes()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file in the same folder, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
