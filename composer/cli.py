@@ -132,6 +132,9 @@ MODEL_OPTION = typer.Option(None, "--model", show_default="the shipped model",
 OUT_OPTION = typer.Option("-", "--out", "-o", help=_OUT_HELP)
 STYLE_OPTION = typer.Option(None, "--style", show_default="the model's default style",
                             help="Style label the model was trained with.")
+TYPE_OPTION = typer.Option(None, "--type", show_default="the usual type of the meter",
+                           help="Tune type: reel, jig, slip jig, hornpipe, polka, strathspey, "
+                                "waltz, march, air, song, ... (those the model knows).")
 TEMPERATURE_OPTION = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).")
 TOP_P_OPTION = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1].")
 SEED_OPTION = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed.")
@@ -142,8 +145,14 @@ THREADS_OPTION = typer.Option(1, "--threads", min=1, help=_THREADS_HELP)
 def compose_command(
     out: str = OUT_OPTION,
     model: str = MODEL_OPTION,
-    bars: int = typer.Option(16, "--bars", help="Complete bars (1..256)."),
-    meter: str = typer.Option(None, "--meter", show_default="4/4 if the model has it",
+    bars: int = typer.Option(None, "--bars", show_default="16, or the form's",
+                             help="Complete bars (1..256) of a through-composed tune."),
+    tune_type: str = TYPE_OPTION,
+    form: str = typer.Option(None, "--form", show_default="the type's usual form",
+                             help="Parts as letters, each with an optional bar count: AABB, "
+                                  "AABA, ABAC, A8B8. A letter twice in a row is one part "
+                                  "played twice (repeat signs)."),
+    meter: str = typer.Option(None, "--meter", show_default="the type's, else 4/4",
                               help="Time signature, e.g. 6/8."),
     key: str = typer.Option("D", "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
     mode: str = typer.Option("major", "--mode", help="major, minor, dorian, mixolydian, ..."),
@@ -158,7 +167,8 @@ def compose_command(
     high: int = typer.Option(88, "--high", help="Highest MIDI pitch."),
     threads: int = THREADS_OPTION,
 ) -> None:
-    """Compose new tunes: exactly --bars bars of --meter in --key --mode."""
+    """Compose new tunes in --key --mode: a --type of tune in its usual form (or in --form),
+    or --bars bars through-composed."""
     import torch
 
     from .checkpoint import CheckpointError
@@ -168,8 +178,8 @@ def compose_command(
     try:
         opts = _sampling(temperature, top_p, seed, best_of, low, high)
         composer = Composer.load(model)
-        req = ComposeRequest(bars=bars, meter=meter or composer.options()["defaults"]["meter"],
-                             key=key, mode=mode, style=style, tempo=tempo, sampling=opts)
+        req = ComposeRequest(bars=bars, meter=meter, key=key, mode=mode, style=style, tempo=tempo,
+                             sampling=opts, tune_type=tune_type, form=form)
         comps = composer.compose_many(req, count)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
@@ -189,7 +199,7 @@ def _sampling(temperature: float, top_p: float, seed: int | None, best_of: int, 
 
 def _write_tunes(comps: list, out: str) -> None:
     """Write compositions to OUT by its suffix (`-`: ABC on stdout); report on stderr."""
-    from .sample import report_line, write_output
+    from .tunefiles import report_line, write_output
 
     try:
         written, text = write_output(comps, out)
@@ -205,7 +215,12 @@ def continue_command(
     input: str = typer.Argument(..., metavar="INPUT", help="Fragment: .mid .abc .musicxml .xml"),
     out: str = OUT_OPTION,
     model: str = MODEL_OPTION,
-    bars: int = typer.Option(8, "--bars", help="New complete bars to add (1..256)."),
+    bars: int = typer.Option(8, "--bars", help="New complete bars to add (1..256) where no form "
+                                               "is given or written in INPUT."),
+    form: str = typer.Option(None, "--form", show_default="INPUT's parts and the type's usual form",
+                             help="The whole tune's form, e.g. AABB: INPUT is its start, the "
+                                  "rest is written."),
+    tune_type: str = TYPE_OPTION,
     keep_bars: int = typer.Option(None, "--keep-bars", help="Use only the first N bars of INPUT."),
     style: str = STYLE_OPTION,
     temperature: float = TEMPERATURE_OPTION,
@@ -216,11 +231,13 @@ def continue_command(
     high: int = typer.Option(88, "--high", help="Highest MIDI pitch of the new notes."),
     threads: int = THREADS_OPTION,
 ) -> None:
-    """Continue a fragment: its notes unchanged, then --bars new bars in its key and meter."""
+    """Continue a fragment: its notes unchanged, then the rest of its form (or --bars new bars)
+    in its key and meter."""
     import torch
 
     from .checkpoint import CheckpointError
-    from .sample import Composer, read_input
+    from .sample import Composer
+    from .tunefiles import read_input
 
     torch.set_num_threads(threads)
     try:
@@ -228,7 +245,7 @@ def continue_command(
         melody = read_input(input)
         composer = Composer.load(model)
         comp = composer.continue_melody(melody, bars=bars, keep_bars=keep_bars, sampling=opts,
-                                        style=style)
+                                        style=style, form=form, tune_type=tune_type)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
     _write_tunes([comp], out)
@@ -244,7 +261,8 @@ def score_command(
     import json
 
     from .checkpoint import CheckpointError
-    from .sample import Composer, read_input
+    from .sample import Composer
+    from .tunefiles import read_input
 
     try:
         melody = read_input(input)
@@ -261,6 +279,9 @@ def train_command(
     arch: str = typer.Option("dual", "--arch", help="dual (rhythm + melody networks) or joint "
                                                      "(one network over (duration, pitch) tokens)."),
     cell: str = typer.Option("gru", "--cell", help="Recurrent cell: gru, lstm or rnn."),
+    form: str = typer.Option("lookback", "--form-inputs", help="What the model reads of the "
+                             "form: none, position (where each note is in its phrase, part and "
+                             "tune) or lookback (also the notes one phrase and one part back)."),
     hidden: int = typer.Option(256, "--hidden", min=1, help="Units per layer (joint: the size is "
                                                             "matched to a dual model of this width)."),
     layers: int = typer.Option(2, "--layers", min=1, help="Recurrent layers per network."),
@@ -295,7 +316,7 @@ def train_command(
     # torchrun describes the process group in the environment.
     env = {k: int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1),
                                                       ("LOCAL_RANK", 0))}
-    cfg = TrainConfig(data=data, out=out, arch=arch, cell=cell, hidden=hidden, layers=layers,
+    cfg = TrainConfig(data=data, out=out, arch=arch, cell=cell, form=form, hidden=hidden, layers=layers,
                       dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                       resume=resume, device=device, precision=precision, window=window,
                       patience=patience, max_minutes=max_minutes,

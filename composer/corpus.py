@@ -22,8 +22,10 @@ from .dataset import SPLITS, Dataset
 from .files import write_atomic
 from .encoding import (DEFAULT_PITCH_HIGH, DEFAULT_PITCH_LOW, ENCODER_VERSION, Vocab,
                        build_duration_vocab, encode)
+from .form import Form, apply_phrase_lines, form_stats, normalize_type
 from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
 
+PHRASE_LINE_COLLECTIONS = ("essenFolksong",)  # these write one phrase per line
 EXTENSIONS = (".mid", ".midi", ".abc", ".xml", ".mxl", ".musicxml", ".krn")
 DEFAULT_COLLECTIONS = ("oneills1850", "ryansMammoth", "essenFolksong", "airdsAirs", "miscFolk")
 COLLECTION_PREFIX = "music21:"
@@ -61,6 +63,7 @@ class _Record:
     """Running state of one ingest."""
 
     skipped: Counter = field(default_factory=Counter)
+    markers: Counter = field(default_factory=Counter)  # form markers dropped, by reason
     tunes_read: int = 0
     log: list[str] = field(default_factory=list)
 
@@ -123,7 +126,8 @@ def reader_fingerprint() -> str:
     """Part of every cache key: the encoder version and the reader code (a change re-parses)."""
     h = hashlib.sha256()
     readers = sorted(Path(formats.__file__).parent.glob("*.py"))  # every module of the formats package
-    for path in (*readers, Path(sys.modules[Melody.__module__].__file__)):
+    for path in (*readers, Path(sys.modules[Melody.__module__].__file__),
+                 Path(sys.modules[Form.__module__].__file__)):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     version = getattr(formats, "FORMATS_VERSION", getattr(formats, "READER_VERSION", 0))
     return f"enc{ENCODER_VERSION}-fmt{version}-{h.hexdigest()[:16]}"
@@ -135,15 +139,43 @@ def tune_to_dict(t: "formats.ParsedTune") -> dict:
     mel = None if m is None else {
         "pitches": [n.pitch for n in m.notes], "durations": [n.duration for n in m.notes],
         "meter": str(m.meter), "tonic": m.tonic, "mode": m.mode, "pickup": m.pickup,
-        "tempo": m.tempo, "title": m.title}
+        "tempo": m.tempo, "title": m.title, "type": m.tune_type,
+        "form": m.form.to_dict() if m.form is not None else None}
     return {"number": t.number, "title": t.title, "error": t.error, "detail": t.detail,
-            "melody": mel}
+            "melody": mel, "dropped": t.dropped, "lines": t.lines}
 
 
 def melody_from_dict(d: dict, style: str) -> Melody:
     notes = [Note(p, dur) for p, dur in zip(d["pitches"], d["durations"])]
     return Melody(notes=notes, meter=Meter.parse(d["meter"]), tonic=int(d["tonic"]), mode=d["mode"],
-                  pickup=int(d["pickup"]), tempo=float(d["tempo"]), title=d["title"], style=style)
+                  pickup=int(d["pickup"]), tempo=float(d["tempo"]), title=d["title"], style=style,
+                  tune_type=d.get("type", ""), form=Form.from_dict(d.get("form")))
+
+
+def collection_of(source: str) -> str:
+    """The music21 collection a source names ('music21:oneills1850/...' -> 'oneills1850'), or ''."""
+    return source[len(COLLECTION_PREFIX):].split("/")[0] if source.startswith(COLLECTION_PREFIX) else ""
+
+
+def _with_form(mel: Melody, t: dict, source: str, rec: "_Record") -> Melody:
+    """The melody's tune type normalised, its form checked against its bars, and phrases from
+    its lines where the collection writes one phrase per line; unusable markers are counted."""
+    collection = collection_of(source)
+    mel.tune_type = normalize_type(mel.tune_type, str(mel.meter), collection)
+    rec.markers.update(t.get("dropped") or [])
+    bar = mel.meter.bar_ticks
+    bars = -(-(mel.start_position + mel.total_ticks) // bar) - (1 if mel.start_position else 0)
+    if mel.form is None or mel.form.written_bars != bars:
+        if mel.form is not None:
+            rec.markers["form that does not fit the bars"] += 1
+        mel.form = Form.through(max(1, bars))
+    if collection in PHRASE_LINE_COLLECTIONS and t.get("lines"):
+        form, ok = apply_phrase_lines(mel.form, t["lines"], bar, mel.start_position)
+        if ok:
+            mel.form = form
+        else:
+            rec.markers["phrase lines that do not fit the parts"] += 1
+    return mel
 
 
 def parse_units(units: list[tuple[int, str, bytes]]) -> list[tuple[int, list[dict]]]:
@@ -389,9 +421,11 @@ def _select(files: list[SourceFile], parsed: list[list[dict]], opts: IngestOptio
                 rec.skip(reason, where, f"of {seen[sig]}" if reason == "duplicate" else "")
                 continue
             seen[sig] = where
+            mel = _with_form(mel, t, sf.source, rec)
             kept.append((mel, {"title": t.get("title") or mel.title, "source": sf.source,
                                "number": number, "style": sf.style, "meter": str(mel.meter),
-                               "mode": mel.mode, "key": mel.key_name()}))
+                               "mode": mel.mode, "key": mel.key_name(), "type": mel.tune_type,
+                               "form": mel.form.letters()}))
     return kept
 
 
@@ -432,6 +466,9 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
         "meters": dict(Counter(e.meter for e in enc_tunes).most_common()),
         "modes": dict(Counter(e.mode for e in enc_tunes).most_common()),
         "styles": dict(Counter(e.style for e in enc_tunes).most_common()),
+        "types": dict(Counter(e.tune_type for e in enc_tunes).most_common()),
+        "forms": form_stats([(m.tune_type, m.meter, m.form) for m, _ in metas]),
+        "markers_dropped": dict(rec.markers.most_common()),
         "out": str(out), "workers": workers,
     }
     info = {"encoder_version": ENCODER_VERSION, "sources": list(sources or [])}
@@ -481,7 +518,8 @@ def _encode_all(kept: list[tuple[Melody, dict]], opts: IngestOptions, rec: _Reco
         metas.append((mel, meta))
     vocab = Vocab(durations=durations, meters=sorted({e.meter for e in enc_tunes}) or ["4/4"],
                   modes=sorted({e.mode for e in enc_tunes}) or ["major"],
-                  styles=sorted({e.style for e in enc_tunes}) or ["default"])
+                  styles=sorted({e.style for e in enc_tunes}) or ["default"],
+                  types=sorted({e.tune_type for e in enc_tunes}) or ["other"])
     return vocab, enc_tunes, metas, snapped
 
 
@@ -498,6 +536,8 @@ def format_summary(s: dict) -> str:
         f"skipped {sum(s['skipped'].values())}: {_reasons(s['skipped']) or 'none'}",
         f"{s['snapped_tunes']} tunes had rare durations snapped; {s['durations']} durations, "
         f"meters: {', '.join(s['meters'])}",
+        f"tune types: {_reasons(s.get('types', {})) or 'none'}",
+        f"form markers dropped: {_reasons(s.get('markers_dropped', {})) or 'none'}",
         f"wrote {s['out']} in {s['seconds']:.1f} s",
     ]
     return "\n".join(lines)

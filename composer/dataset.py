@@ -7,11 +7,13 @@ Layout (all arrays, no pickle; load with allow_pickle=False):
   offsets    int64 [tunes+1] tune i is notes offsets[i]:offsets[i+1]
   start      int16 [tunes]   position in bar of the first note
   end        int16 [tunes]   position in bar after the last note
-  meter, mode, style  int16 [tunes]  indices into the vocabulary's label lists
+  meter, mode, style, type  int16 [tunes]  indices into the vocabulary's label lists
   tonic      int8  [tunes]   original tonic pitch class (tunes are stored at tonic C)
   split      int8  [tunes]   0 train, 1 valid, 2 test
   vocab      str   JSON of encoding.Vocab
-  tunes      str   JSON list, one object per tune: title, source, number, style, meter, mode, key
+  tunes      str   JSON list, one object per tune: title, source, number, style, meter, mode, key,
+                   type, form (letters)
+  forms      str   JSON list, one written form per tune (form.Form.to_dict)
   info       str   JSON: encoder version, ingest summary
 """
 
@@ -27,6 +29,8 @@ import numpy as np
 
 from .encoding import EncodedTune, Vocab, streams
 from .files import write_atomic
+from .form import Form
+from .formfeatures import form_streams, tune_form
 
 SPLITS = ("train", "valid", "test")
 
@@ -49,8 +53,10 @@ class Dataset:
     meter: np.ndarray
     mode: np.ndarray
     style: np.ndarray
+    type: np.ndarray
     tonic: np.ndarray
     split: np.ndarray
+    forms: list[Form] = field(default_factory=list)
     tunes: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
 
@@ -79,13 +85,16 @@ class Dataset:
             durations=self.durations[a:b], pitches=self.pitches[a:b], positions=self.positions[a:b],
             meter=v.meters[self.meter[i]], mode=v.modes[self.mode[i]], style=v.styles[self.style[i]],
             tonic=int(self.tonic[i]), start=int(self.start[i]), end_position=int(self.end[i]),
+            tune_type=v.types[self.type[i]], form=self.forms[i],
         )
 
     def streams(self, i: int) -> dict[str, np.ndarray]:
         """Model inputs/targets for tune i (see encoding.streams) plus its label ids."""
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         s = streams(self.durations[a:b], self.pitches[a:b], self.positions[a:b], int(self.end[i]))
+        s.update(form_streams(self.tune(i), self.vocab))
         s["meter"], s["mode"], s["style"] = int(self.meter[i]), int(self.mode[i]), int(self.style[i])
+        s["type"] = int(self.type[i])
         return s
 
     # construction ---------------------------------------------------------------------------
@@ -104,14 +113,16 @@ class Dataset:
             meter=np.array([vocab.label_id("meter", e.meter) for e in encoded], np.int16),
             mode=np.array([vocab.label_id("mode", e.mode) for e in encoded], np.int16),
             style=np.array([vocab.label_id("style", e.style) for e in encoded], np.int16),
+            type=np.array([vocab.label_id("type", e.tune_type) for e in encoded], np.int16),
             tonic=np.array([e.tonic for e in encoded], np.int8),
             split=np.array(split, np.int8),
+            forms=[tune_form(e, vocab) for e in encoded],
             tunes=list(tunes or [{} for _ in encoded]), info=dict(info or {}),
         )
 
     # persistence ----------------------------------------------------------------------------
     _ARRAYS = ("durations", "pitches", "positions", "offsets", "start", "end", "meter", "mode",
-               "style", "tonic", "split")
+               "style", "type", "tonic", "split")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a temp file in the same folder, then rename."""
@@ -119,6 +130,7 @@ class Dataset:
         np.savez_compressed(
             buf, **{k: getattr(self, k) for k in self._ARRAYS},
             vocab=np.array(self.vocab.to_json()), tunes=np.array(json.dumps(self.tunes)),
+            forms=np.array(json.dumps([f.to_dict() for f in self.forms])),
             info=np.array(json.dumps(self.info)))
         write_atomic(path, buf.getvalue())
 
@@ -132,7 +144,9 @@ class Dataset:
                 arrays = {k: z[k] for k in cls._ARRAYS}
                 vocab = Vocab.from_dict(json.loads(str(z["vocab"])))
                 tunes = json.loads(str(z["tunes"]))
+                forms = [Form.from_dict(f) for f in json.loads(str(z["forms"]))]
                 info = json.loads(str(z["info"]))
         except Exception as e:  # zipfile, KeyError, ValueError, JSON errors all mean "bad file"
-            raise DatasetError(f"{path} is not a readable composer dataset ({e})") from None
-        return cls(vocab=vocab, tunes=tunes, info=info, **arrays)
+            raise DatasetError(f"{path} is not a readable composer dataset ({e}); "
+                               "ingest it again with this version") from None
+        return cls(vocab=vocab, tunes=tunes, forms=forms, info=info, **arrays)

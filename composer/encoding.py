@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .form import Form
 from .music import MAX_BAR_TICKS, MAX_DURATION, Melody, Meter, MusicError, Note, nearest_shift
 
-ENCODER_VERSION = 1
+ENCODER_VERSION = 2
 """Bump when the meaning of a token or a stream changes; it keys the ingest cache."""
 
 # Token ids shared by both streams. Duration ids 3.. are `Vocab.durations[id - 3]`;
@@ -35,6 +36,7 @@ class Vocab:
     meters: list[str] = field(default_factory=lambda: ["4/4"])
     modes: list[str] = field(default_factory=lambda: ["major"])
     styles: list[str] = field(default_factory=lambda: ["default"])
+    types: list[str] = field(default_factory=lambda: ["other"])
     pitch_low: int = DEFAULT_PITCH_LOW
     pitch_high: int = DEFAULT_PITCH_HIGH
 
@@ -83,7 +85,7 @@ class Vocab:
 
     # labels ------------------------------------------------------------------------------
     def label_id(self, kind: str, value: str) -> int:
-        """Index of a meter, mode or style label; MusicError listing the valid values."""
+        """Index of a meter, mode, style or type label; MusicError listing the valid values."""
         values: list[str] = getattr(self, kind + "s")
         if value not in values:
             raise MusicError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(values)}")
@@ -97,8 +99,8 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocab":
-        return cls(**{k: d[k] for k in ("durations", "meters", "modes", "styles", "pitch_low",
-                                        "pitch_high")})
+        return cls(**{k: d[k] for k in ("durations", "meters", "modes", "styles", "types",
+                                        "pitch_low", "pitch_high") if k in d})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -239,6 +241,8 @@ class EncodedTune:
     tonic: int
     start: int  # position in bar of the first note (== positions[0] when there are notes)
     end_position: int  # position in bar right after the last note (0: ends on a barline)
+    tune_type: str = "other"
+    form: Form | None = None  # the written form; None: one part over all the bars
 
 
 def encode(melody: Melody, vocab: Vocab, snap: bool = True) -> EncodedTune:
@@ -266,6 +270,7 @@ def encode(melody: Melody, vocab: Vocab, snap: bool = True) -> EncodedTune:
         positions=((start + onsets) % bar).astype(np.int16),
         meter=str(melody.meter), mode=melody.mode, style=melody.style, tonic=melody.tonic,
         start=start, end_position=int((start + sum(ticks)) % bar),
+        tune_type=melody.tune_type or "other", form=melody.form,
     )
 
 
@@ -277,7 +282,7 @@ def decode(enc: EncodedTune, vocab: Vocab, tonic: int | None = None, tempo: floa
              for d, p in zip(enc.durations, enc.pitches)]
     pickup = (meter.bar_ticks - enc.start) % meter.bar_ticks
     mel = Melody(notes=notes, meter=meter, tonic=0, mode=enc.mode, pickup=pickup, tempo=tempo,
-                 title=title, style=enc.style)
+                 title=title, style=enc.style, form=enc.form, tune_type=enc.tune_type)
     if tonic is None:  # undo encode's shift exactly (a tritone shift is ambiguous in direction)
         return mel.transpose(-nearest_shift(enc.tonic, 0))
     return mel.to_tonic(tonic)

@@ -79,11 +79,8 @@ class FusedDual:
         self.hidden, self.layers = H, L
         self.n_durations, self.n_pitches = cfg.n_durations, cfg.n_pitches
         with torch.no_grad():
-            dur, pitch = inp.dur.weight.float(), inp.pitch.weight.float()
-            pos = inp.pos.weight.float()
-            labels = [inp.meter.weight.float(), inp.mode.weight.float(), inp.style.weight.float()]
-            # column blocks of the first layers' W_ih, in the order of _Inputs.forward
-            widths = [cfg.dur_emb, cfg.pitch_emb, cfg.pos_emb, cfg.pos_emb] + [cfg.label_emb] * 3
+            slots = inp.slots()  # the first layers' W_ih column blocks, in input order
+            widths = [emb.embedding_dim for _, emb in slots]
             bounds = np.concatenate([[0], np.cumsum(widths)]).tolist()
             blocks = lambda w: [w[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # noqa: E731
 
@@ -93,13 +90,15 @@ class FusedDual:
             d_in = inp.dim
             m_dur_out = m[0][0][:, d_in:d_in + cfg.dur_emb]
             m_rhythm = m[0][0][:, d_in + cfg.dur_emb:]
-            # one lookup table [rows, 3H] per network, segments in this order:
-            # dur_in | pitch_in | pos_in | pos_out | meter (+ b_ih) | mode | style (| dur_out)
-            r_parts = [dur @ rb[0].T, pitch @ rb[1].T, pos @ rb[2].T, pos @ rb[3].T,
-                       labels[0] @ rb[4].T + r[0][2], labels[1] @ rb[5].T, labels[2] @ rb[6].T]
-            m_parts = [dur @ mb[0].T, pitch @ mb[1].T, pos @ mb[2].T, pos @ mb[3].T,
-                       labels[0] @ mb[4].T + m[0][2], labels[1] @ mb[5].T, labels[2] @ mb[6].T,
-                       dur @ m_dur_out.T]
+            keys = [k for k, _ in slots]
+            self.labels = [i for i, k in enumerate(keys) if k in inp.label_keys]
+            self.n_form = len(keys) - 4 - len(self.labels)  # note inputs, form inputs, labels
+            # one lookup table [rows, 3H] per network: a segment per input in slot order (the
+            # first label's rows carry b_ih), and the melody's ends with a dur_out segment
+            bias = lambda i, b_ih: b_ih if i == self.labels[0] else 0  # noqa: E731
+            r_parts = [emb.weight.float() @ rb[i].T + bias(i, r[0][2]) for i, (_, emb) in enumerate(slots)]
+            m_parts = [emb.weight.float() @ mb[i].T + bias(i, m[0][2]) for i, (_, emb) in enumerate(slots)]
+            m_parts.append(inp.dur.weight.float() @ m_dur_out.T)
             self.r_table, self.m_table = torch.cat(r_parts), torch.cat(m_parts)
             self.offsets = np.cumsum([0] + [len(t) for t in m_parts[:-1]]).astype(np.int64)
             heads = (model.dur_head.weight.float(), model.dur_head.bias.float(),
@@ -128,7 +127,8 @@ class FusedDual:
                     cells.append(_stack(halves, H))
 
     def batch(self, rows: int, labels: np.ndarray) -> "FusedBatch":
-        """Fresh state and buffers for `rows` sequences; labels: [rows, 3] meter, mode, style."""
+        """Fresh state and buffers for `rows` sequences; labels: [rows, n] in the model's
+        label order (meter, mode, style, and type for a model with form inputs)."""
         return FusedBatch(self, rows, labels)
 
 
@@ -142,17 +142,20 @@ class FusedBatch:
         self.labels = labels
         off = net.offsets
         self.off = off
-        self.r_idx = torch.zeros(rows, 7, dtype=torch.long)
-        self.m_idx = torch.zeros(rows, 8, dtype=torch.long)
+        n = len(off) - 1  # inputs of the rhythm network; the melody network reads dur_out too
+        self.r_idx = torch.zeros(rows, n, dtype=torch.long)
+        self.m_idx = torch.zeros(rows, n + 1, dtype=torch.long)
         self.r_idx_np, self.m_idx_np = self.r_idx.numpy(), self.m_idx.numpy()
         # torch.embedding_bag (the op under F.embedding_bag) on flat indices with fixed offsets
         self.r_flat, self.m_flat = self.r_idx.view(-1), self.m_idx.view(-1)
         self.r_flat_np, self.m_flat_np = self.r_flat.numpy(), self.m_flat.numpy()
-        self.off1, self.off2, self.off3, self.off7 = (int(off[i]) for i in (1, 2, 3, 7))
-        self.r_offsets = torch.arange(0, rows * 7, 7)
-        self.m_offsets = torch.arange(0, rows * 8, 8)
-        for k in range(3):
-            self.r_idx_np[:, 4 + k] = self.m_idx_np[:, 4 + k] = labels[:, k] + off[4 + k]
+        self.off1, self.off2, self.off3, self.off_dur_out = (int(off[i]) for i in (1, 2, 3, n))
+        self.form_cols = slice(4, 4 + net.n_form)
+        self.form_off = off[self.form_cols]
+        self.r_offsets = torch.arange(0, rows * n, n)
+        self.m_offsets = torch.arange(0, rows * (n + 1), n + 1)
+        for k, col in enumerate(net.labels):
+            self.r_idx_np[:, col] = self.m_idx_np[:, col] = labels[:, k] + off[col]
         # per cell: the input [2, rows, H + 1] = (g, 1) twice (one copy per half) and the output
         # [2, rows, width]; g = (h + 1) / 2 starts at 0.5 (h = 0)
         cells = net.r_cells + net.m_cells
@@ -223,9 +226,10 @@ class FusedBatch:
             x[1].copy_(x[0])
             torch.bmm(x, w, out=out)
 
-    def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
-        """One rhythm step (ints for one row, or int arrays [rows]); returns the next-duration
-        logits [rows, n_durations] (a view that the next rhythm() call overwrites)."""
+    def rhythm(self, dur_in, pitch_in, pos_in, pos_out, form=None) -> np.ndarray:
+        """One rhythm step (ints for one row, or int arrays [rows]; form: the form inputs
+        [rows, n_form], or None for a model without them); returns the next-duration logits
+        [rows, n_durations] (a view that the next rhythm() call overwrites)."""
         off = self.off
         if type(dur_in) is int:  # one row, plain ints: the latency-critical case
             r, m = self.r_flat_np, self.m_flat_np
@@ -233,12 +237,16 @@ class FusedBatch:
             r[1] = m[1] = pitch_in + self.off1
             r[2] = m[2] = pos_in + self.off2
             r[3] = m[3] = pos_out + self.off3
-        else:  # the melody step of the same note reads the same four inputs
+            if form is not None:
+                r[self.form_cols] = m[self.form_cols] = form[0] + self.form_off
+        else:  # the melody step of the same note reads the same inputs
             r, m = self.r_idx_np, self.m_idx_np
             r[:, 0] = m[:, 0] = dur_in
             r[:, 1] = m[:, 1] = pitch_in + off[1]
             r[:, 2] = m[:, 2] = pos_in + off[2]
             r[:, 3] = m[:, 3] = pos_out + off[3]
+            if form is not None:
+                r[:, self.form_cols] = m[:, self.form_cols] = form + self.form_off
         g = torch.embedding_bag(self.net.r_table, self.r_flat, self.r_offsets, False, 0)[0]
         H2 = 2 * self.net.hidden
         self._run(self.steps[0], (g[:, :H2], g[:, H2:]))
@@ -248,9 +256,9 @@ class FusedBatch:
         """The melody step after rhythm() on the same inputs, given the chosen next durations;
         returns the next-pitch logits [rows, n_pitches] (a view)."""
         if type(dur_out) is int:
-            self.m_flat_np[7] = dur_out + self.off7
+            self.m_flat_np[-1] = dur_out + self.off_dur_out
         else:
-            self.m_idx_np[:, 7] = dur_out + self.off[7]
+            self.m_idx_np[:, -1] = dur_out + self.off_dur_out
         torch.add(torch.embedding_bag(self.net.m_table, self.m_flat, self.m_offsets, False, 0)[0],
                   self.m_from_r, out=self.gi_m0)
         self._run(self.steps[1], None)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .encoding import END, N_SPECIAL, REST, Vocab
+from .formfeatures import FormTracker
 from .music import Meter
 
 _CHUNK = 64  # steps of uniforms drawn at a time
@@ -40,10 +41,12 @@ class RhythmPlan:
     end_position: int
 
 
-def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int) -> RhythmPlan:
+def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int,
+                barriers: tuple[int, ...] = ()) -> RhythmPlan:
     """Dynamic programme over the remaining ticks. A duration d started with r ticks left (at
-    position pos) is allowed iff d <= r, r - d can itself be filled, and the note crosses no
-    barline unless it starts and ends on a beat (a tied-over beat, as folk tunes do)."""
+    position pos) is allowed iff d <= r, r - d can itself be filled, the note crosses no
+    barline unless it starts and ends on a beat (a tied-over beat, as folk tunes do), and it
+    crosses none of `barriers` (ticks left where a note must end: where a part ends)."""
     bar, beat = meter.bar_ticks, meter.beat_ticks
     durs = np.array(vocab.durations, np.int64)
     n_tok = vocab.n_durations
@@ -58,10 +61,13 @@ def rhythm_plan(vocab: Vocab, meter: Meter, end_position: int, r_max: int) -> Rh
         rest = np.where(fits, r - durs, 0)
         cross = pos + durs > bar
         good = fits & reach[rest] & (~cross | ((pos % beat == 0) & ((pos + durs) % beat == 0)))
+        for b in barriers:
+            if r > b:
+                good &= rest >= b
         ok[r, N_SPECIAL:] = good
         reach[r] = good.any()
         # once the last max_d + 1 rows repeat those one bar earlier, every later row does too
-        if r >= max_d + 2 * bar and np.array_equal(reach[r - max_d:r + 1],
+        if r >= max_d + 2 * bar + max(barriers, default=0) and np.array_equal(reach[r - max_d:r + 1],
                                                   reach[r - max_d - bar:r + 1 - bar]):
             period_from = r + 1
             break
@@ -129,7 +135,8 @@ class StepBatch:
         self.state = model.init_state(rows)
         self.label_rows = np.ascontiguousarray(labels, np.int64)
         lab = torch.from_numpy(self.label_rows)
-        self.labels = {"meter": lab[:, 0], "mode": lab[:, 1], "style": lab[:, 2]}
+        self.labels = {k: lab[:, i] for i, k in enumerate(model.inputs.label_keys)}
+        self.form_keys = [k for k, _ in model.inputs.slots()[4:] if k not in self.labels]
         self.step: dict = {}
 
     def select(self, rows: np.ndarray) -> "StepBatch":
@@ -140,10 +147,12 @@ class StepBatch:
     def load_state(self, state) -> None:
         self.state = state
 
-    def rhythm(self, dur_in, pitch_in, pos_in, pos_out) -> np.ndarray:
+    def rhythm(self, dur_in, pitch_in, pos_in, pos_out, form=None) -> np.ndarray:
         t = lambda a: torch.from_numpy(np.asarray(a, np.int64).reshape(-1))  # noqa: E731
         self.step = {"dur_in": t(dur_in), "pitch_in": t(pitch_in), "pos_in": t(pos_in),
                      "pos_out": t(pos_out), **self.labels}
+        for i, k in enumerate(self.form_keys):
+            self.step[k] = torch.from_numpy(np.ascontiguousarray(form[:, i], np.int64))
         logits, self.state = self.model.rhythm_step(self.step, self.state)
         return logits.float().numpy()
 
@@ -166,23 +175,26 @@ class Start:
 
 
 def sample(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
-           pitch_bias: np.ndarray, temperature: float, top_p: float, seed: int) -> list:
+           pitch_bias: np.ndarray, temperature: float, top_p: float, seed: int,
+           tracker: FormTracker | None = None) -> list:
     """Sample every row of `net` (a FusedBatch or StepBatch) from `begin` to the end of `plan`.
 
     ticks: ticks of each duration token (0 for specials); pitch_bias: additive mask over pitch
-    tokens. Returns per row (duration tokens, pitch tokens, [(rhythm bits, pitch bits)] per
-    note under the model itself, END bits).
+    tokens; tracker: the form inputs of a model that reads them (its layout's total is the
+    whole tune's length, so the note drawn with r ticks left starts at total - r). Returns per
+    row (duration tokens, pitch tokens, [(rhythm bits, pitch bits)] per note under the model
+    itself, END bits).
     """
     gen = torch.Generator().manual_seed(seed)
     loop = _loop_one if net.rows == 1 else _loop_many
     with torch.inference_mode():
         inv_t = 1.0 / max(float(temperature), MIN_TEMPERATURE)
-        return loop(net, begin, plan, bar, ticks, pitch_bias, inv_t, float(top_p), gen, net.rows)
+        return loop(net, begin, plan, bar, ticks, pitch_bias, inv_t, float(top_p), gen, tracker)
 
 
 def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
               pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: torch.Generator,
-              rows: int) -> list:
+              tracker: FormTracker | None) -> list:
     """The sampling loop for a single row, on Python ints (the latency-critical case)."""
     ticks, bias = ticks.tolist(), plan.bias
     last_bias = pitch_bias.copy()
@@ -193,10 +205,14 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
                                   begin.remaining)
     durs, pits, zr, zp = [], [], [], []
     u: list[float] = []
+    form = onset = None
     while True:
         if not u:
             u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
-        z = net.rhythm(d, p, pos_in, pos_out)[0]
+        if tracker is not None:
+            onset = np.array([tracker.lay.total - rem])
+            form = tracker.features(onset)
+        z = net.rhythm(d, p, pos_in, pos_out, form)[0]
         zr.append(z.copy())
         d = draw_one(z, bias[rem], inv_t, top_p, u.pop(), xd)
         if d == END:
@@ -205,6 +221,8 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         z = net.melody(d)[0]
         zp.append(z.copy())
         p = draw_one(z, pitch_bias if rem else last_bias, inv_t, top_p, u.pop(), xp)
+        if tracker is not None:
+            tracker.add(onset, np.array([d]), np.array([ticks[d]]), np.array([p]))
         durs.append(d)
         pits.append(p)
         pos_in, pos_out = pos_out, (pos_out + ticks[d]) % bar
@@ -214,11 +232,12 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
 
 def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
                pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: torch.Generator,
-               rows: int) -> list:
+               tracker: FormTracker | None) -> list:
     """The sampling loop for a batch. Rows that reach END draw END until the batch is next
     compacted; compaction (when a sixteenth of the rows are done) keeps the matmuls busy with
     live rows only."""
     bias = plan.bias
+    rows = net.rows
     live = np.arange(rows)  # original row of each batch row
     d_in = np.full(rows, begin.dur_in, np.int64)
     p_in = np.full(rows, begin.pitch_in, np.int64)
@@ -233,7 +252,8 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         k = step % _CHUNK
         if k == 0:
             u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
-        z = net.rhythm(d_in, p_in, pos_in, pos_out)
+        form = None if tracker is None else tracker.features(tracker.lay.total - rem)
+        z = net.rhythm(d_in, p_in, pos_in, pos_out, form)
         d = draw(z, bias[rem], inv_t, top_p, u[k, 0, live])
         rb = bits(z, d)
         tick = ticks[d]
@@ -252,6 +272,8 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
             p = draw(z, pb, inv_t, top_p, u[k, 1, live])
             log.append((live[playing], d[playing], p[playing], rb[playing],
                         bits(z, p)[playing]))
+        if tracker is not None:
+            tracker.add(tracker.lay.total - rem, d, np.where(playing, tick, 0), p)
         done |= ending
         if done.all():
             break
@@ -262,6 +284,7 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         if done.sum() * 16 >= len(live):  # compact: keep the rows still playing
             keep = np.flatnonzero(~done)
             net = net.select(keep)
+            tracker = None if tracker is None else tracker.select(keep)
             live, d_in, p_in, pos_in, pos_out, rem, done = (
                 x[keep] for x in (live, d_in, p_in, pos_in, pos_out, rem, done))
     who, d, p, rb, pb = (np.concatenate(x) for x in zip(*log))

@@ -39,10 +39,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoding import PAD
+from .formfeatures import FORM_KEYS, feature_sizes
 
 ARCHS = ("dual", "joint")
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
-STEP_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "meter", "mode", "style")
+NOTE_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out")  # per step: the current note, positions
+LABEL_KEYS = ("meter", "mode", "style")  # per tune
+FORM_LEVELS = ("none", "position", "lookback")
+STEP_KEYS = NOTE_KEYS + LABEL_KEYS  # what rhythm_step reads (plus form_keys(cfg))
+
+
+def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
+    """The form inputs a model reads per step (see formfeatures), by its config's form level."""
+    if cfg.form == "none":
+        return ()
+    return FORM_KEYS[:6] if cfg.form == "position" else FORM_KEYS
+
+
+def label_keys(cfg: "ModelConfig") -> tuple[str, ...]:
+    """The per-tune labels a model reads: meter, mode, style, and the tune type with form."""
+    return LABEL_KEYS + (("type",) if cfg.form != "none" else ())
 
 
 @dataclass(kw_only=True)
@@ -55,6 +71,9 @@ class ModelConfig:
     n_meters: int
     n_modes: int
     n_styles: int
+    n_types: int = 1
+    form: str = "lookback"  # form inputs: none | position (where in the form) | lookback (and
+    #                         the notes one phrase and one part back); see formfeatures
     arch: str = "dual"
     cell: str = "gru"
     hidden: int = 256
@@ -63,13 +82,17 @@ class ModelConfig:
     dur_emb: int = 32
     pitch_emb: int = 48
     pos_emb: int = 16
-    label_emb: int = 8  # meter, mode and style each
+    label_emb: int = 8  # meter, mode, style and type each
+    form_emb: int = 8  # each bar-position input of the form
+    back_pitch_emb: int = 24  # pitch one phrase or one part back
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}; valid: {', '.join(CELLS)}")
+        if self.form not in FORM_LEVELS:
+            raise ValueError(f"unknown form level {self.form!r}; valid: {', '.join(FORM_LEVELS)}")
         if self.hidden < 1 or self.layers < 1 or not 0 <= self.dropout < 1:
             raise ValueError("hidden and layers must be >= 1 and dropout in [0, 1)")
 
@@ -82,7 +105,7 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return cls(**{"form": "none", **d})  # configs from before form inputs have none
 
 
 @dataclass
@@ -108,27 +131,51 @@ class ModelState:
         return ModelState(pick(self.rhythm), pick(self.melody), top)
 
 
+def input_tables(cfg: ModelConfig) -> list[tuple[str, str, int, int]]:
+    """(batch key, embedding table, rows, width) of each per-step input, in the order the
+    inputs are concatenated: the note inputs, the form inputs, then the per-tune labels.
+    pos_in and pos_out share one table. The model, the fused sampler and count_params all
+    read this one description."""
+    sizes = feature_sizes(cfg.n_pitches, cfg.n_durations)
+    note = [("dur_in", "dur", cfg.n_durations, cfg.dur_emb),
+            ("pitch_in", "pitch", cfg.n_pitches, cfg.pitch_emb),
+            ("pos_in", "pos", cfg.n_positions, cfg.pos_emb),
+            ("pos_out", "pos", cfg.n_positions, cfg.pos_emb)]
+    form = [(k, k, sizes[k], cfg.back_pitch_emb if k.endswith("_pitch")
+             else cfg.dur_emb if k.endswith("_dur") else cfg.form_emb) for k in form_keys(cfg)]
+    rows = {"meter": cfg.n_meters, "mode": cfg.n_modes, "style": cfg.n_styles, "type": cfg.n_types}
+    # (nn.Module has a method named `type`, so that table is `tune_type`)
+    return note + form + [(k, "tune_type" if k == "type" else k, rows[k], cfg.label_emb)
+                          for k in label_keys(cfg)]
+
+
 class _Inputs(nn.Module):
-    """Embeddings of the per-step features shared by both networks, concatenated."""
+    """Embeddings of the per-step features shared by both networks, concatenated in the order
+    of `input_tables`."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.dur = nn.Embedding(cfg.n_durations, cfg.dur_emb)
-        self.pitch = nn.Embedding(cfg.n_pitches, cfg.pitch_emb)
-        self.pos = nn.Embedding(cfg.n_positions, cfg.pos_emb)
-        self.meter = nn.Embedding(cfg.n_meters, cfg.label_emb)
-        self.mode = nn.Embedding(cfg.n_modes, cfg.label_emb)
-        self.style = nn.Embedding(cfg.n_styles, cfg.label_emb)
-        self.dim = cfg.dur_emb + cfg.pitch_emb + 2 * cfg.pos_emb + 3 * cfg.label_emb
+        self.layout = input_tables(cfg)
+        self.label_keys = label_keys(cfg)
+        for _, table, rows, width in self.layout:
+            if not hasattr(self, table):
+                setattr(self, table, nn.Embedding(rows, width))
+        self.dim = sum(width for *_, width in self.layout)
+
+    def slots(self) -> list[tuple[str, nn.Embedding]]:
+        """(batch key, embedding) of each input, in concatenation order."""
+        return [(key, getattr(self, table)) for key, table, _, _ in self.layout]
 
     def forward(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """[B, T] (or [B] for one step) features -> [B, T, dim] (or [B, dim])."""
-        note = [self.dur(b["dur_in"]), self.pitch(b["pitch_in"])]
-        labels = [self.meter(b["meter"]), self.mode(b["mode"]), self.style(b["style"])]
-        if b["dur_in"].dim() == 2:  # labels are per tune: broadcast over time
-            t = b["dur_in"].shape[1]
-            labels = [x.unsqueeze(1).expand(-1, t, -1) for x in labels]
-        return torch.cat(note + [self.pos(b["pos_in"]), self.pos(b["pos_out"])] + labels, dim=-1)
+        steps = b["dur_in"].dim() == 2
+        out = []
+        for key, emb in self.slots():
+            x = emb(b[key])
+            if steps and key in self.label_keys:  # labels are per tune: broadcast over time
+                x = x.unsqueeze(1).expand(-1, b["dur_in"].shape[1], -1)
+            out.append(x)
+        return torch.cat(out, dim=-1)
 
 
 def _rnn(cfg: ModelConfig, input_size: int, hidden: int) -> nn.RNNBase:
@@ -318,10 +365,9 @@ def count_params(cfg: ModelConfig) -> int:
         sizes = [input_size] + [cfg.hidden] * (cfg.layers - 1)
         return sum(gates * cfg.hidden * (n + cfg.hidden + 2) for n in sizes)
 
-    dim = cfg.dur_emb + cfg.pitch_emb + 2 * cfg.pos_emb + 3 * cfg.label_emb
-    embeddings = (cfg.n_durations * cfg.dur_emb + cfg.n_pitches * cfg.pitch_emb
-                  + cfg.n_positions * cfg.pos_emb
-                  + (cfg.n_meters + cfg.n_modes + cfg.n_styles) * cfg.label_emb)
+    tables = input_tables(cfg)
+    dim = sum(width for *_, width in tables)
+    embeddings = sum(rows * width for rows, width in {t: (r, w) for _, t, r, w in tables}.values())
     if cfg.arch == "joint":
         classes = cfg.n_durations * cfg.n_pitches
         return embeddings + stack(dim) + (cfg.hidden + 1) * classes

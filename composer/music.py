@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .form import Form
 
 TICKS_PER_QUARTER = 24
 """Time unit: 1/24 of a quarter note, exact for 32nds, dotted 16ths and 8th/16th triplets."""
@@ -121,7 +125,9 @@ class Melody:
 
     `pickup` is the length in ticks of the anacrusis before the first barline
     (0 when the tune starts on a downbeat). Position in bar of note k is therefore
-    (bar_ticks - pickup + onset_k) % bar_ticks.
+    (bar_ticks - pickup + onset_k) % bar_ticks. `form` is the written form (None: not known,
+    one part); the notes are as written, each repeated part once. `tune_type` is the type as the
+    source names it (an ABC R: field), '' where it names none; form.normalize_type reads it.
     """
 
     notes: list[Note]
@@ -132,6 +138,8 @@ class Melody:
     tempo: float = 120.0
     title: str = ""
     style: str = ""
+    form: Form | None = None
+    tune_type: str = ""
 
     @property
     def total_ticks(self) -> int:

@@ -17,131 +17,20 @@ import torch
 
 from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
 from .fastgru import FusedDual, supports
-from .formats import read_melody, save, to_abc
+from .form import Form, normalize_type
+from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
+from .formplan import DEFAULT_BARS, TypeForms
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
+from .model import form_keys
 from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
-                    normalize_mode, pitch_name, tonic_pitch_class)
+                    normalize_mode, tonic_pitch_class)
+from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore, SamplingOptions,
+                       ScoreReport)
 
-LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature": (0.0, 10.0),
-          "top_p": (0.0, 1.0), "pitch": (0, 127), "tempo": (1.0, 1000.0)}
+__all__ = ["Composer", "ComposeRequest", "Composition", "LIMITS", "NoteScore", "SamplingOptions",
+           "ScoreReport"]
+
 _MAX_ROWS = 256  # sequences sampled in one batch; more tunes are sampled in several batches
-
-
-@dataclass
-class SamplingOptions:
-    """How to draw notes: temperature and nucleus mass apply to both networks; low/high bound the
-    MIDI pitches of the output (in the output key); seed None draws a fresh one."""
-
-    temperature: float = 1.0
-    top_p: float = 0.95
-    seed: int | None = None
-    best_of: int = 1
-    low: int = 55
-    high: int = 88
-
-    def validate(self) -> None:
-        t0, t1 = LIMITS["temperature"]
-        if not (isinstance(self.temperature, (int, float)) and t0 < self.temperature <= t1):
-            raise MusicError(f"temperature must be > {t0:g} and <= {t1:g}, got {self.temperature}")
-        if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
-            raise MusicError(f"top_p must be > 0 and <= 1, got {self.top_p}")
-        b0, b1 = LIMITS["best_of"]
-        if not b0 <= int(self.best_of) <= b1:
-            raise MusicError(f"best_of must be in {b0}..{b1}, got {self.best_of}")
-        p0, p1 = LIMITS["pitch"]
-        for name in ("low", "high"):
-            if not p0 <= int(getattr(self, name)) <= p1:
-                raise MusicError(f"{name} pitch must be a MIDI number in {p0}..{p1}, "
-                                 f"got {getattr(self, name)}")
-        if self.low > self.high:
-            raise MusicError(f"low pitch {self.low} is above high pitch {self.high}")
-        if self.seed is not None and not 0 <= int(self.seed) < 2**63:
-            raise MusicError(f"seed must be in 0..2^63-1, got {self.seed}")
-
-
-@dataclass
-class ComposeRequest:
-    """A new tune: `bars` complete bars of `meter` in `key` `mode` (style None: the model's
-    default). `pickup` (ticks, 0 = none) starts the tune with an anacrusis and shortens the
-    last bar to match."""
-
-    bars: int = 16
-    meter: str = "4/4"
-    key: str = "D"
-    mode: str = "major"
-    style: str | None = None
-    tempo: float = 120.0
-    sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    pickup: int = 0
-
-
-@dataclass
-class Composition:
-    """A generated (or continued) tune with the model's surprisal of each note, in bits:
-    (rhythm, pitch) per note; bits_per_note counts the closing END as one more event."""
-
-    melody: Melody
-    surprisal: list[tuple[float, float]]
-    bits_per_note: float
-    seed: int
-    fragment_notes: int = 0
-
-
-@dataclass
-class NoteScore:
-    """Surprisal of one note: bar 0 is a pickup bar, beat counts from 1 (2.5 = half past 2)."""
-
-    index: int
-    bar: int
-    beat: float
-    pitch: int | None
-    duration: int  # ticks
-    rhythm_bits: float
-    pitch_bits: float
-
-    @property
-    def bits(self) -> float:
-        return self.rhythm_bits + self.pitch_bits
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "bar": self.bar, "beat": self.beat, "pitch": self.pitch,
-                "name": "rest" if self.pitch is None else pitch_name(self.pitch),
-                "duration": self.duration / 24, "rhythm_bits": round(self.rhythm_bits, 4),
-                "pitch_bits": round(self.pitch_bits, 4), "bits": round(self.bits, 4)}
-
-
-@dataclass
-class ScoreReport:
-    """How likely a tune is under the model: per-note bits, total (notes + END), mean per event."""
-
-    title: str
-    key: str
-    meter: str
-    style: str
-    notes: list[NoteScore]
-    end_bits: float
-    total_bits: float
-    bits_per_note: float
-    most_surprising: list[NoteScore]
-
-    def to_dict(self) -> dict:
-        return {"title": self.title, "key": self.key, "meter": self.meter, "style": self.style,
-                "notes": [n.to_dict() for n in self.notes], "end_bits": round(self.end_bits, 4),
-                "total_bits": round(self.total_bits, 4),
-                "bits_per_note": round(self.bits_per_note, 4),
-                "most_surprising": [n.to_dict() for n in self.most_surprising]}
-
-    def to_text(self) -> str:
-        lines = [f"{self.title or 'untitled'}: {self.key}, {self.meter}, style {self.style}",
-                 f"{len(self.notes)} notes, total {self.total_bits:.1f} bits "
-                 f"(END {self.end_bits:.2f}), {self.bits_per_note:.3f} bits/note",
-                 "most surprising notes:"]
-        for n in self.most_surprising:
-            d = n.to_dict()
-            lines.append(f"  bar {n.bar:>3} beat {n.beat:<5g} {d['name']:<5} {d['duration']:g} q: "
-                         f"{n.bits:6.2f} bits (rhythm {n.rhythm_bits:.2f}, "
-                         f"pitch {n.pitch_bits:.2f})")
-        return "\n".join(lines)
 
 
 # --- the composer ----------------------------------------------------------------------------
@@ -159,6 +48,8 @@ class Composer:
         self._plans: dict[tuple, RhythmPlan] = {}
         self._ticks = np.array([0] * N_SPECIAL + list(self.vocab.durations), np.int64)
         self.default_style = _default_style(self.config, self.vocab)
+        self.forms = TypeForms(list(self.vocab.types),
+                               (self.config.get("data") or {}).get("forms") or {})
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> "Composer":
@@ -180,14 +71,15 @@ class Composer:
         """Valid values, limits and defaults, for a CLI, an API or a form."""
         v = self.vocab
         d = ComposeRequest()
-        meter = d.meter if d.meter in v.meters else v.meters[0]
+        meter = DEFAULT_METER if DEFAULT_METER in v.meters else v.meters[0]
         mode = d.mode if d.mode in v.modes else v.modes[0]
         s = d.sampling
         return {
             "meters": list(v.meters), "modes": list(v.modes), "keys": list(KEYS),
             "styles": list(v.styles),
             "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
-            "defaults": {"bars": d.bars, "meter": meter, "key": d.key, "mode": mode,
+            "types": list(v.types),
+            "defaults": {"bars": DEFAULT_BARS, "meter": meter, "key": d.key, "mode": mode,
                          "style": self.default_style, "tempo": d.tempo,
                          "temperature": s.temperature, "top_p": s.top_p, "best_of": s.best_of,
                          "low": s.low, "high": s.high},
@@ -223,10 +115,26 @@ class Composer:
     def _style(self, style: str | None) -> str:
         return self.default_style if style in (None, "") else self._label("style", style)
 
-    def _labels(self, meter: Meter, mode: str, style: str) -> tuple[int, int, int]:
+    def _labels(self, meter: Meter, mode: str, style: str, tune_type: str) -> tuple[int, ...]:
+        """Label ids in the order the model reads them (meter, mode, style[, type])."""
         v = self.vocab
-        return (v.label_id("meter", str(meter)), v.label_id("mode", mode),
-                v.label_id("style", style))
+        ids = {"meter": v.label_id("meter", str(meter)), "mode": v.label_id("mode", mode),
+               "style": v.label_id("style", style), "type": v.label_id("type", tune_type)}
+        return tuple(ids[k] for k in self.model.inputs.label_keys)
+
+    def _tune_type(self, given: str | None, written: str, meter: Meter) -> str:
+        """The type asked for, else the one a file names (R:) if the model knows it, else the
+        usual type of the meter."""
+        if given:
+            return self.forms.check(given)
+        named = normalize_type(written, str(meter)) if written else ""
+        return named if named in self.vocab.types else self.forms.type_for_meter(str(meter))
+
+    def _layout(self, form: Form, meter: Meter, start: int, total: int) -> Layout:
+        if not 1 <= form.written_bars <= LIMITS["bars"][1]:
+            raise MusicError(f"the form has {form.written_bars} bars; at most "
+                             f"{LIMITS['bars'][1]}")
+        return Layout.of(form, meter.bar_ticks, start, total)
 
     def _pitch_bias(self, low: int, high: int) -> np.ndarray:
         """Mask over pitch tokens: REST and pitches in low..high (already in the model's key)."""
@@ -240,13 +148,18 @@ class Composer:
         bias[v.pitch_token(lo):v.pitch_token(hi) + 1] = 0.0
         return bias
 
-    def _plan(self, meter: Meter, end_position: int, remaining: int) -> RhythmPlan:
-        key = (str(meter), end_position)
+    def _plan(self, meter: Meter, end_position: int, remaining: int, lay: Layout | None = None
+              ) -> RhythmPlan:
+        """The rhythm plan for `remaining` ticks; with a layout, no note crosses the end of a
+        part or of an ending (where the music jumps when played)."""
+        barriers = () if lay is None else tuple(lay.total - t for t in lay.jumps
+                                                 if 0 < lay.total - t < remaining)
+        key = (str(meter), end_position, barriers)
         plan = self._plans.get(key)
         if plan is None or len(plan.reach) <= remaining:
             # grow in whole 32-bar steps so that different lengths share one table
             span = meter.bar_ticks * 32 * (remaining // (meter.bar_ticks * 32) + 1)
-            plan = self._plans[key] = rhythm_plan(self.vocab, meter, end_position, span)
+            plan = self._plans[key] = rhythm_plan(self.vocab, meter, end_position, span, barriers)
         if not plan.reach[remaining]:
             raise MusicError(f"the model's durations cannot fill {remaining} ticks of {meter} "
                              "exactly; try another meter or number of bars")
@@ -265,9 +178,15 @@ class Composer:
         if not c0 <= int(count) <= c1:
             raise MusicError(f"count must be in {c0}..{c1}, got {count}")
         b0, b1 = LIMITS["bars"]
-        if not isinstance(req.bars, int) or not b0 <= req.bars <= b1:
+        if req.bars is not None and (not isinstance(req.bars, int) or not b0 <= req.bars <= b1):
             raise MusicError(f"bars must be in {b0}..{b1}, got {req.bars}")
-        meter = self._meter(req.meter)
+        if req.bars is not None and req.form:
+            raise MusicError("give bars or a form, not both: the form sets the bars")
+        given_type = self.forms.check(req.tune_type) if req.tune_type else None
+        meter = self._meter(req.meter or (self.forms.usual(given_type)["meter"] if given_type
+                                          else DEFAULT_METER))
+        tune_type = self._tune_type(given_type, "", meter)
+        form = self.forms.compose_form(given_type, req.form, req.bars)
         try:
             mode = normalize_mode(req.mode)
         except MusicError:
@@ -286,14 +205,15 @@ class Composer:
         tonic = tonic_pitch_class(key)
         shift = nearest_shift(0, tonic)
         start = (bar - req.pickup) % bar
-        total = req.bars * bar
-        plan = self._plan(meter, (start + total) % bar, total)
+        total = form.written_bars * bar
+        lay = self._layout(form, meter, start, total)
+        plan = self._plan(meter, (start + total) % bar, total, lay)
         if req.pickup and not plan.reach[total - req.pickup]:
             raise MusicError(f"a pickup of {req.pickup} ticks cannot be filled with the "
                              "model's durations")
         seed = _seed(opts.seed)
         begin = Start(BOS, BOS, start, start, total)
-        labels = self._labels(meter, mode, style)
+        labels = self._labels(meter, mode, style, tune_type)
         pitch_bias = self._pitch_bias(opts.low - shift, opts.high - shift)
         # at most _MAX_ROWS rows at a time; later batches get seeds derived from the seed
         per_batch = max(1, _MAX_ROWS // opts.best_of)
@@ -303,22 +223,26 @@ class Composer:
             batch_seed = seed if i == 0 else int(
                 np.random.SeedSequence([seed, i]).generate_state(1)[0])
             rows += self._sample(begin, plan, meter, labels, pitch_bias, opts, n * opts.best_of,
-                                 batch_seed)
+                                 batch_seed, lay)
         out = []
+        name = tune_type.capitalize() if tune_type != "other" else style
         for i, (durs, pits, surprisal, end_bits) in enumerate(_best(rows, count, opts.best_of)):
             notes = self._notes(durs, pits, shift)
-            title = f"{style} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
+            title = f"{name} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
             mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=req.pickup,
-                         tempo=float(req.tempo), title=title, style=style)
+                         tempo=float(req.tempo), title=title, style=style, form=form,
+                         tune_type=tune_type)
             out.append(Composition(mel, surprisal, _per_note(surprisal, end_bits), seed))
         return out
 
     def continue_melody(self, melody: Melody, bars: int = 8, keep_bars: int | None = None,
-                        sampling: SamplingOptions | None = None, style: str | None = None
-                        ) -> Composition:
-        """The fragment (its first `keep_bars` bars, if given) unchanged, then `bars` new bars in
-        its key and meter that end on a barline (first completing a bar the fragment leaves
-        open). Both networks read the whole fragment in one pass before sampling."""
+                        sampling: SamplingOptions | None = None, style: str | None = None,
+                        form: str | None = None, tune_type: str | None = None) -> Composition:
+        """The fragment (its first `keep_bars` bars, if given) unchanged, then new bars in its
+        key and meter up to the end of the form (see formplan.TypeForms.continue_form): the
+        rest of `form` or of the type's usual form when the fragment is written in parts, else
+        `bars` more bars after completing a bar the fragment leaves open. Both networks read
+        the whole fragment in one pass before sampling."""
         opts = sampling or SamplingOptions()
         opts.validate()
         b0, b1 = LIMITS["bars"]
@@ -332,34 +256,44 @@ class Composer:
         meter = self._meter(str(frag.meter))
         mode = self._fragment_mode(frag.mode)
         style = self._style(style or (frag.style if frag.style in self.vocab.styles else None))
-        enc = encode(replace(frag, mode=mode, style=style), self.vocab, snap=True)
+        kind = self._tune_type(tune_type, frag.tune_type, meter)
+        enc = encode(replace(frag, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
+        bar, start = meter.bar_ticks, enc.start
+        first = 1 if start else 0
+        frag_ticks = tune_ticks(enc, self.vocab)
+        frag_bars = -(-(start + frag_ticks) // bar) - first
+        fitted = frag.form if frag.form is not None and frag.form.written_bars == frag_bars else None
+        target = self.forms.continue_form(fitted, frag_bars, kind, form, bars)
+        total = (first + target.written_bars) * bar - start
+        lay = self._layout(target, meter, start, total)
+        if total <= frag_ticks:
+            raise MusicError("the fragment already fills the form; give a longer form")
         octave = _octave_shift([n.pitch for n in frag.to_tonic(0).notes], enc, self.vocab)
         shift = -nearest_shift(frag.tonic, 0) - octave  # model pitch + shift = output pitch
         sounding = [n.pitch for n in frag.notes if n.pitch is not None]
         low = min([opts.low] + sounding)
         high = max([opts.high] + sounding)
-        labels = self._labels(meter, mode, style)
-        s = streams(enc.durations, enc.pitches, enc.positions, enc.end_position)
+        labels = self._labels(meter, mode, style, kind)
+        s = self._steps(enc, target, total)
         n = len(enc.durations)
         batch = {k: torch.from_numpy(v[:n]).view(1, n) for k, v in s.items()}
-        batch.update({k: torch.tensor([i]) for k, i in zip(("meter", "mode", "style"), labels)})
+        batch.update({k: torch.tensor([i]) for k, i in zip(self.model.inputs.label_keys, labels)})
         with torch.inference_mode():
             dur_logits, pitch_logits, state = self.model.prime(batch)
         frag_rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"][:n])
         frag_pitch = bits(pitch_logits[0].float().numpy(), s["pitch_out"][:n])
-        bar = meter.bar_ticks
-        end = enc.end_position
-        remaining = (bar - end) % bar + bars * bar
-        plan = self._plan(meter, 0, remaining)
+        remaining = total - frag_ticks
+        plan = self._plan(meter, (start + total) % bar, remaining, lay)
         seed = _seed(opts.seed)
-        begin = Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]), end,
-                       remaining, state)
+        begin = Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]),
+                      enc.end_position, remaining, state)
+        tracker = self._tracker(lay, enc)
         rows = self._sample(begin, plan, meter, labels, self._pitch_bias(low - shift, high - shift),
-                            opts, opts.best_of, seed)
+                            opts, opts.best_of, seed, lay, tracker)
         durs, pits, surprisal, end_bits = _best(rows, 1, opts.best_of)[0]
         new = self._notes(durs, pits, shift)
         frag_s = [(float(a), float(b)) for a, b in zip(frag_rhythm, frag_pitch)]
-        mel = replace(frag, notes=list(frag.notes) + new)
+        mel = replace(frag, notes=list(frag.notes) + new, form=target, tune_type=kind)
         return Composition(mel, frag_s + surprisal, _per_note(frag_s + surprisal, end_bits), seed,
                            fragment_notes=len(frag.notes))
 
@@ -370,11 +304,17 @@ class Composer:
         meter = self._meter(str(melody.meter))
         mode = self._fragment_mode(melody.mode)
         style = self._style(melody.style if melody.style in self.vocab.styles else None)
-        enc = encode(replace(melody, mode=mode, style=style), self.vocab, snap=True)
-        s = streams(enc.durations, enc.pitches, enc.positions, enc.end_position)
+        kind = self._tune_type(None, melody.tune_type, meter)
+        enc = encode(replace(melody, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
+        total = tune_ticks(enc, self.vocab)
+        form = tune_form(enc, self.vocab, total)
+        first = 1 if enc.start else 0
+        if form.written_bars != -(-(enc.start + total) // meter.bar_ticks) - first:
+            form = tune_form(replace(enc, form=None), self.vocab, total)
+        s = self._steps(enc, form, total)
         batch = {k: torch.from_numpy(v).view(1, -1) for k, v in s.items()}
-        labels = self._labels(meter, mode, style)
-        batch.update({k: torch.tensor([i]) for k, i in zip(("meter", "mode", "style"), labels)})
+        labels = self._labels(meter, mode, style, kind)
+        batch.update({k: torch.tensor([i]) for k, i in zip(self.model.inputs.label_keys, labels)})
         with torch.inference_mode():
             dur_logits, pitch_logits = self.model(batch)
         n = len(enc.durations)
@@ -387,10 +327,32 @@ class Composer:
             at = melody.start_position + t
             notes.append(NoteScore(i, first_bar + at // bar, round(1 + (at % bar) / beat, 3),
                                    note.pitch, note.duration, float(rhythm[i]), float(pitch[i])))
-        total = float(rhythm.sum() + pitch.sum())
+        total_bits = float(rhythm.sum() + pitch.sum())
         top = sorted(notes, key=lambda x: -x.bits)[:5]
         return ScoreReport(melody.title, f"{key_spelling(melody.tonic, melody.mode)} {melody.mode}",
-                           str(meter), style, notes, float(rhythm[n]), total, total / (n + 1), top)
+                           str(meter), style, notes, float(rhythm[n]), total_bits,
+                           total_bits / (n + 1), top)
+
+    def _steps(self, enc, form: Form, total: int) -> dict[str, np.ndarray]:
+        """Model inputs and targets of an encoded tune (see encoding.streams), with its form
+        inputs in `form` over `total` ticks."""
+        s = streams(enc.durations, enc.pitches, enc.positions, enc.end_position)
+        n = len(enc.durations)
+        s.update({k: v[:n + 1] for k, v in form_streams(enc, self.vocab, form, total).items()})
+        return s
+
+    def _tracker(self, lay: Layout, enc) -> FormTracker | None:
+        """A one-row form tracker that has read the notes of `enc` (a fragment to continue)."""
+        if not form_keys(self.cfg):
+            return None
+        tracker = FormTracker(lay, 1)
+        t = 0
+        for d, p in zip(enc.durations.tolist(), enc.pitches.tolist()):
+            onset = np.array([t])
+            tracker.features(onset)
+            tracker.add(onset, np.array([d]), np.array([self._ticks[d]]), np.array([p]))
+            t += int(self._ticks[d])
+        return tracker
 
     def _notes(self, durs: list[int], pits: list[int], shift: int) -> list[Note]:
         """Tokens -> notes, pitches moved by `shift` semitones."""
@@ -401,46 +363,22 @@ class Composer:
         return [Note(pitch[p], ticks[d]) for d, p in zip(durs, pits)]
 
     # --- the sampling loop ------------------------------------------------------------------
-    def _sample(self, begin: Start, plan: RhythmPlan, meter: Meter, labels: tuple[int, int, int],
-                pitch_bias: np.ndarray, opts: SamplingOptions, rows: int, seed: int) -> list:
-        """Sample `rows` continuations of `begin` in one batch (see generate.sample)."""
+    def _sample(self, begin: Start, plan: RhythmPlan, meter: Meter, labels: tuple[int, ...],
+                pitch_bias: np.ndarray, opts: SamplingOptions, rows: int, seed: int, lay: Layout,
+                tracker: FormTracker | None = None) -> list:
+        """Sample `rows` continuations of `begin` in one batch (see generate.sample); `tracker`
+        holds the form inputs of the notes before `begin` (None: there are none)."""
         lab = np.tile(np.array(labels, np.int64), (rows, 1))
+        if form_keys(self.cfg):
+            tracker = (FormTracker(lay, rows) if tracker is None
+                       else tracker.select(np.zeros(rows, np.int64)))
         with torch.inference_mode():
             net = (self._fused.batch(rows, lab) if self._fused is not None
                    else StepBatch(self.model, rows, lab))
             if begin.state is not None:
                 net.load_state(begin.state.select(torch.zeros(rows, dtype=torch.long)))
         return sample(net, begin, plan, meter.bar_ticks, self._ticks, pitch_bias,
-                      opts.temperature, opts.top_p, seed)
-
-
-# --- files ---------------------------------------------------------------------------------
-def read_input(path: str | Path) -> Melody:
-    """The melody of a music file (first tune; the melody track of a multi-track MIDI)."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"input file not found: {path}")
-    if p.is_dir():
-        raise MusicError(f"{path} is a folder, not a music file")
-    return read_melody(p.read_bytes(), p.name)
-
-
-def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | None]:
-    """Save compositions by OUT's suffix; '-' returns ABC text to print instead. .json files carry
-    the per-note surprisal, bits/note (notes + END, as `score` reports it) and the seed."""
-    melodies = [c.melody for c in comps]
-    if out == "-":
-        return [], to_abc(melodies)
-    extra = [{"bits_per_note": round(c.bits_per_note, 4), "seed": c.seed,
-              "fragment_notes": c.fragment_notes} for c in comps]
-    return save(melodies, Path(out), surprisal=[c.surprisal for c in comps], extra=extra), None
-
-
-def report_line(comps: list[Composition], written: list[Path]) -> str:
-    """One line for the terminal: what was written, the seed and bits/note."""
-    bits = ", ".join(f"{c.bits_per_note:.2f}" for c in comps)
-    where = ", ".join(str(p) for p in written) if written else "ABC to stdout"
-    return f"wrote {where} (seed {comps[0].seed}; bits/note {bits})"
+                      opts.temperature, opts.top_p, seed, tracker if form_keys(self.cfg) else None)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -21,14 +21,16 @@ from .checkpoint import (load_training_state, read_json, save_model, save_traini
                          sha256_file, write_atomic, write_json)
 from .dataset import Dataset
 from .encoding import PAD
+from .formfeatures import FORM_KEYS
 from .model import ModelConfig, bits, build_model, count_params, match_joint, nll_terms
 
-STREAM_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out")
+STREAM_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out") + FORM_KEYS
+LABELS = ("meter", "mode", "style", "type")
 RESUME_DIR = "resume"
 # Fields that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_FIELDS = ("arch", "cell", "hidden", "layers", "dropout", "batch_size", "lr", "weight_decay",
               "clip", "warmup_steps", "lr_decay", "lr_patience", "window", "seed", "precision",
-              "match_params")
+              "match_params", "form")
 
 
 class TrainError(ValueError):
@@ -43,6 +45,7 @@ class TrainConfig:
     out: str
     arch: str = "dual"
     cell: str = "gru"
+    form: str = "lookback"  # form inputs: none | position | lookback (see model.ModelConfig)
     hidden: int = 256
     layers: int = 2
     dropout: float = 0.1
@@ -78,7 +81,7 @@ class Batches:
         parts = [ds.streams(int(i)) for i in tunes]
         self.flat = {k: np.concatenate([p[k] for p in parts] or [np.zeros(0, np.int64)])
                      for k in STREAM_KEYS}
-        labels = np.array([[p["meter"], p["mode"], p["style"]] for p in parts], np.int64)
+        labels = np.array([[p[k] for k in LABELS] for p in parts], np.int64).reshape(-1, len(LABELS))
         lens = np.array([len(p["dur_in"]) for p in parts], np.int64)
         offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         start, length, owner = [], [], []
@@ -130,8 +133,8 @@ class Batches:
         idx = np.where(mask, idx, 0)
         out = {k: torch.from_numpy(np.where(mask, v[idx], 0)) for k, v in self.flat.items()}
         lab = self.labels[items]
-        out.update(meter=torch.from_numpy(lab[:, 0]), mode=torch.from_numpy(lab[:, 1]),
-                   style=torch.from_numpy(lab[:, 2]), lengths=torch.from_numpy(length))
+        out.update({k: torch.from_numpy(lab[:, i]) for i, k in enumerate(LABELS)})
+        out["lengths"] = torch.from_numpy(length)
         return {k: v.to(device, non_blocking=True) for k, v in out.items()}
 
 
@@ -295,7 +298,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
         mcfg = ModelConfig(arch=cfg.arch, cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers,
                            dropout=cfg.dropout, n_durations=v.n_durations, n_pitches=v.n_pitches,
                            n_positions=v.n_positions, n_meters=len(v.meters),
-                           n_modes=len(v.modes), n_styles=len(v.styles))
+                           n_modes=len(v.modes), n_styles=len(v.styles),
+                           n_types=len(v.types), form=cfg.form)
         if cfg.arch == "joint" and cfg.match_params:
             mcfg = match_joint(mcfg)
     except ValueError as e:
@@ -343,7 +347,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     extra = {"train": train_cfg, "params": n_params,
              "data": {"file": Path(cfg.data).name, "sha256": data_sha,
                       "train_sequences": len(train_set), "valid_sequences": len(valid_set),
-                      "train_events": train_set.events, "style_counts": style_counts(ds)}}
+                      "train_events": train_set.events, "style_counts": style_counts(ds),
+                      "forms": ds.info.get("summary", {}).get("forms", {})}}
 
     def scalars() -> dict:
         return dict(s, elapsed=s["elapsed"] + time.monotonic() - t0, train_config=train_cfg,

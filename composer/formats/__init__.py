@@ -9,6 +9,7 @@ from numbers import Real
 from pathlib import Path
 
 from ..files import write_atomic
+from ..form import played
 from ..music import Melody
 from .abc import read_abc, split_abc, to_abc
 from .common import (DEFAULT_TEMPO, FORMATS_VERSION, READ_SUFFIXES, WRITE_SUFFIXES, FormatError,
@@ -103,15 +104,22 @@ def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) ->
 
 
 def _render(m: Melody, suffix: str, surprisal, extra: dict | None) -> bytes:
-    if suffix == ".mid":
-        return to_midi_bytes(m)
+    """One melody as a file. ABC and MusicXML are written with repeat signs; MIDI, WAV and
+    JSON are as played (repeats expanded; each JSON note keeps its written note's surprisal)."""
     if suffix in (".musicxml", ".xml"):
         return to_musicxml_bytes(m)
-    if suffix == ".json":
-        return (json.dumps({**to_json_dict(m, surprisal), **(extra or {})}, indent=1) + "\n").encode()
+    if suffix == ".abc":
+        return to_abc([m]).encode()
+    heard, sources = played(m)
+    if suffix == ".mid":
+        return to_midi_bytes(heard)
     if suffix == ".wav":
-        return to_wav_bytes(m)
-    return to_abc([m]).encode()
+        return to_wav_bytes(heard)
+    bits = None if surprisal is None else [surprisal[i] for i in sources if i < len(surprisal)]
+    form = {"form": m.form.letters() if m.form is not None else "A", "type": m.tune_type,
+            "written_notes": len(m.notes)}
+    return (json.dumps({**to_json_dict(heard, bits), **form, **(extra or {})}, indent=1)
+            + "\n").encode()
 
 
 

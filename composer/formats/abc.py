@@ -11,12 +11,14 @@ from .common import (DEFAULT_TEMPO, ParsedTune, ReadLimits, Skip, music21_module
                      plausible_tempo)
 from .guards import check_abc
 from .keys import estimate_key
-from .notation import Spelling, written_bars
-from .score import best_part
+from .notation import Spelling, bar_marks, written_bars
+from .score import best_part, melody_of
 
 _HEADER_LINE = re.compile(r"^(%%|[ILMQUm]:)")
 _FIELD_LINE = re.compile(r"^(%|[A-Za-z+]:)")
 _TITLE = re.compile(r"(?m)^T:(.*)$")
+_RHYTHM = re.compile(r"(?m)^R:(.*)$")
+_LINE_START = re.compile(r"[\s|:\]]*(?:\[?\d[\d,-]*)?[\s|:]*(?=[_=^A-Ga-gz\[(~])")
 _INLINE_FIELD = re.compile(r"\[([KLM]):([^\]\n]*)\]")  # music21 ignores inline [K:] and [M:]
 _GERMAN_KEYS = {"H": "B", "Es": "Eb", "As": "Ab", "Des": "Db", "Ges": "Gb", "Fis": "F#", "Cis": "C#"}
 _C1 = re.compile("[\x80-\x9f]")  # control characters: in text, the mark of a wrong decoding
@@ -70,7 +72,10 @@ def _clean_music_line(line: str) -> str:
         line = re.sub(r"\{[^}]*\}", "", line)
     if "(" in line or ")" in line:
         line = re.sub(r"\((?!\d)|\)", "", line)
-    return line.replace("H", "")
+    line = line.replace("H", "").replace(".", "")
+    # A staccato on the line's first note marks where the line starts (score.best_part reads it).
+    m = _LINE_START.match(line)
+    return line[:m.end()] + "." + line[m.end():] if m else line
 
 
 def _normalize_abc(text: str) -> str:
@@ -158,16 +163,17 @@ def read_abc(data: bytes, name: str, limits: ReadLimits) -> Iterator[ParsedTune]
         try:
             if length > limits.max_tune_chars:
                 raise Skip("too long", f"{length} characters")
-            melody = _abc_melody(tune(), limits)
+            melody, dropped, lines = _abc_melody(tune(), limits)
             melody.title = title
-            yield ParsedTune(melody, number, title)
+            yield ParsedTune(melody, number, title, dropped=dropped, lines=lines)
         except Skip as e:
             yield ParsedTune(None, number, title, e.reason, e.detail)
         except Exception as e:  # one malformed tune fails only itself
             yield ParsedTune(None, number, title, "parse error", one_line(e))
 
 
-def _abc_melody(tune: str, limits: ReadLimits) -> Melody:
+def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[int]]:
+    """The melody of one tune, the form markers that could not be used, and its line starts."""
     m21 = music21_modules()
     handler = m21.abcFormat.ABCHandler(abcVersion=(2, 1, 0))
     text = _normalize_abc(tune)
@@ -196,13 +202,16 @@ def _abc_melody(tune: str, limits: ReadLimits) -> Melody:
     voices = handler.splitByVoice()
     handlers = voices if len(voices) == 1 else [voices[0] + v for v in voices[1:]]
     parts = [m21.translate.abcToStreamPart(h, inputM21=m21.FastPart()) for h in handlers]
-    notes, pickup = best_part(parts, meter, m21, limits)
+    part = best_part(parts, meter, m21, limits, lines=True)
     tonic, mode = _abc_key(key_text)
     if tonic is None:
-        tonic, mode = estimate_key(notes)
+        tonic, mode = estimate_key(part.notes)
     elif mode is None:
-        mode = estimate_key(notes, tonic=tonic)[1]
-    return Melody(notes, meter, tonic, mode, pickup, _abc_tempo(tempo_text))
+        mode = estimate_key(part.notes, tonic=tonic)[1]
+    rhythm = _RHYTHM.search(tune)
+    melody, dropped = melody_of(part, meter, tonic, mode, _abc_tempo(tempo_text),
+                                tune_type=rhythm.group(1).strip() if rhythm else "")
+    return melody, dropped, part.line_starts
 
 
 
@@ -226,10 +235,15 @@ def _abc_tune(m: Melody, number: int) -> str:
     explicit = m.mode == "locrian"
     bar_ticks, beat = m.meter.bar_ticks, m.meter.beat_ticks
     title = " ".join((m.title or "Untitled").split())
-    lines = [f"X:{number}", f"T:{title}", f"M:{m.meter}", "L:1/8",
+    lines = [f"X:{number}", f"T:{title}"] + ([f"R:{m.tune_type}"] if m.tune_type else []) + [
+             f"M:{m.meter}", "L:1/8",
              f"Q:1/4={round(m.tempo)}", f"K:{spelling.tonic_name}{_ABC_MODE[m.mode]}"]
     body, pos = [], m.start_position
-    for b, bar in enumerate(written_bars(m)):
+    bars = written_bars(m)
+    marks = bar_marks(m, len(bars))
+    if marks and marks[0].opens_repeat:
+        body.append("|: ")
+    for b, bar in enumerate(bars):
         # ABC 2.1: an accidental holds to the end of the bar. Readers differ on whether it holds
         # in other octaves too, so a mark is written unless both readings give the right pitch.
         per_octave: dict[tuple[str, int], int] = {}
@@ -261,8 +275,22 @@ def _abc_tune(m: Melody, number: int) -> str:
             out.append(token)
             pos = (pos + ticks) % bar_ticks
             run_left = max(0, run_left - 1) if in_run else 0
-        body.append("".join(out) + (" |\n" if b % 4 == 3 else " | "))
-    return "\n".join(lines) + "\n" + "".join(body).rstrip(" |\n") + " |]"
+        if marks[b].ending_starts:
+            body.append(f"[{marks[b].ending} ")
+        body.append("".join(out) + _barline(marks, b) + ("\n" if marks[b].line_ends else " "))
+    return "\n".join(lines) + "\n" + "".join(body).rstrip() + "\n"
+
+
+def _barline(marks: list, b: int) -> str:
+    """The barline after bar b: |, ||, :|, |: or :: as the form says, |] at the end."""
+    here, nxt = marks[b], marks[b + 1] if b + 1 < len(marks) else None
+    if nxt is None:
+        return " :|" if here.closes == "repeat" else " |]"
+    if here.closes == "repeat":
+        return " ::" if nxt.opens_repeat else " :|"
+    if nxt.opens_repeat:
+        return " |:"
+    return " ||" if here.closes == "part" else " |"
 
 
 def to_abc(melodies: list[Melody], first_number: int = 1) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import SimpleNamespace
 
 from ..music import MAX_BAR_TICKS, Melody, Meter, MusicError
 
-FORMATS_VERSION = 2
+FORMATS_VERSION = 3
 """Bump when a reader's output for the same file changes; it keys the ingest cache."""
 
 READ_SUFFIXES = (".abc", ".mid", ".midi", ".xml", ".mxl", ".musicxml", ".krn")
@@ -41,6 +41,8 @@ class ParsedTune:
     title: str
     error: str | None = None  # "parse error", "empty file", "no notes", "drums only", "meter change", ...
     detail: str = ""
+    dropped: list[str] = field(default_factory=list)  # form markers that could not be used
+    lines: list[int] = field(default_factory=list)  # ticks where the source starts a line (ABC)
 
 
 class Skip(Exception):
@@ -79,8 +81,8 @@ def parse_meter(text: str | None) -> Meter:
 @lru_cache(maxsize=1)
 def music21_modules() -> SimpleNamespace:
     """music21 imported on first use (it takes a second); MIDI reading never needs it."""
-    from music21 import (abcFormat, chord, clef, converter, key, metadata, meter, note, stream,
-                         tempo, tie)
+    from music21 import (abcFormat, articulations, bar, chord, clef, converter, key, metadata,
+                         meter, note, spanner, stream, tempo, tie)
     from music21.abcFormat import translate
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
@@ -90,7 +92,8 @@ def music21_modules() -> SimpleNamespace:
         def makeBeams(self, *args, **kwargs):
             return None
 
-    return SimpleNamespace(abcFormat=abcFormat, translate=translate, chord=chord, clef=clef,
+    return SimpleNamespace(abcFormat=abcFormat, translate=translate, articulations=articulations,
+                           bar=bar, spanner=spanner, chord=chord, clef=clef,
                            converter=converter, key=key, metadata=metadata, meter=meter, note=note,
                            stream=stream, tempo=tempo, tie=tie, FastPart=FastPart,
                            GeneralObjectExporter=GeneralObjectExporter)

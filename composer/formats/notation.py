@@ -81,3 +81,42 @@ def written_bars(m: Melody) -> list[list[tuple[int | None, int, bool]]]:
     return bars
 
 
+
+
+@dataclass(frozen=True)
+class BarMark:
+    """How one bar of `written_bars` sits in the written form."""
+
+    opens_repeat: bool = False  # a repeated part starts here: |:
+    ending: int = 0  # 1 or 2: the bar is in a first or second ending
+    ending_starts: bool = False  # ... and the ending starts here: [1 or [2
+    closes: str = ""  # 'repeat' (:|), 'part' (||) or '' after this bar
+    line_ends: bool = False  # a phrase or part ends after this bar
+
+
+def bar_marks(m: Melody, bars: int) -> list[BarMark]:
+    """The form marks of each of the `bars` written bars of m (the pickup bar first, if any);
+    plain bars with 4-bar lines where m has no form or one that does not fit its bars."""
+    from ..form import Form
+
+    first = 1 if m.pickup else 0
+    form = m.form if m.form is not None and m.form.written_bars == bars - first else (
+        Form.through(max(1, bars - first)))
+    layout = form.layout()
+    marks = [BarMark()] * first
+    for w, wb in enumerate(layout):
+        part = form.parts[wb.part]
+        nxt = layout[w + 1] if w + 1 < len(layout) else None
+        part_ends = nxt is None or nxt.part != wb.part
+        closes = ""
+        if part.repeat and ((wb.ending == 1 and (nxt is None or nxt.ending != 1))
+                            or (not part.ending and part_ends)):
+            closes = "repeat"
+        elif part_ends:
+            closes = "part"
+        starts = w == 0 or layout[w - 1].part != wb.part
+        marks.append(BarMark(
+            opens_repeat=part.repeat and starts, ending=wb.ending,
+            ending_starts=bool(wb.ending) and (w == 0 or layout[w - 1].ending != wb.ending),
+            closes=closes, line_ends=part_ends or nxt.phrase != wb.phrase))
+    return marks

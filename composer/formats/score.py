@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from ..form import MeasureMarks, form_from_marks, name_parts, part_contents
 from ..music import MODES, TICKS_PER_QUARTER, Melody, Meter, Note
 from .common import ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter, plausible_tempo
 from .guards import check_kern, check_musicxml
 from .keys import estimate_key, signature_key
 
-def _part_events(part, m21) -> tuple[list[tuple], list[tuple[Fraction, Fraction, bool]]]:
-    """Events (onset, length, pitch|None, tie type) in quarter notes, and each measure's
-    (start, length, ends a section), where a section ends at a double, final or repeat barline."""
+_DOUBLE_BARS = {"double", "final", "heavy", "heavy-light", "light-heavy", "heavy-heavy"}
+
+
+def _barline(line, m21, direction: str) -> str:
+    """'repeat' for a repeat sign facing `direction`, 'double' for a double or final bar, else ''."""
+    if line is None:
+        return ""
+    if isinstance(line, m21.bar.Repeat):
+        return "repeat" if line.direction == direction else ""
+    return "double" if getattr(line, "type", "regular") in _DOUBLE_BARS else ""
+
+
+def _endings(part, m21) -> dict[int, int]:
+    """id(measure) -> the number of the ending bracket over it (1 or 2; a '1, 3' bracket is 1)."""
+    out = {}
+    for sp in part.spanners.getElementsByClass(m21.spanner.RepeatBracket):
+        numbers = sp.getNumberList() if hasattr(sp, "getNumberList") else [sp.number]
+        number = min(int(n) for n in numbers) if numbers else 0
+        for m in sp.getSpannedElements():
+            out[id(m)] = 1 if number == 1 else (2 if number >= 2 else 0)
+    return out
+
+
+def _part_events(part, m21, lines: bool = False) -> tuple[list[tuple], list[tuple], list[Fraction]]:
+    """Events (onset, length, pitch|None, tie type) in quarter notes; each measure's (start,
+    length, ends a section, left barline, right barline, ending), where a section ends at a
+    double, final or repeat barline; and, with `lines`, the onsets of notes marked staccato
+    (the ABC reader marks the first note of each line so)."""
     events: list[tuple] = []
-    spans: list[tuple[Fraction, Fraction, bool]] = []
+    spans: list[tuple] = []
+    line_starts: list[Fraction] = []
     measures = list(part.getElementsByClass(m21.stream.Measure))
+    endings = _endings(part, m21) if measures else {}
     for i, container in enumerate(measures or [part]):
         start = Fraction(container.offset) if measures else Fraction(0)
         length = Fraction(0)
@@ -37,13 +66,20 @@ def _part_events(part, m21) -> tuple[list[tuple], list[tuple[Fraction, Fraction,
                     pitch = el.pitch.midi if hasattr(el, "pitch") else None
                 onset = base + Fraction(el.offset)
                 events.append((onset, ql, pitch, el.tie.type if el.tie is not None else None))
+                if lines and any(isinstance(a, m21.articulations.Staccato) for a in el.articulations):
+                    line_starts.append(onset)
                 length = max(length, onset - start + ql)
         following = measures[i + 1] if i + 1 < len(measures) else None
+        left = _barline(container.leftBarline, m21, "start") if measures else ""
+        right = _barline(container.rightBarline, m21, "end") if measures else ""
+        if following is not None and _barline(following.leftBarline, m21, "start") == "" and (
+                getattr(following.leftBarline, "type", "regular") in _DOUBLE_BARS):
+            right = right or "double"
         section_end = bool(measures) and (
             getattr(container.rightBarline, "type", "regular") != "regular"
             or (following is not None and getattr(following.leftBarline, "type", "regular") != "regular"))
-        spans.append((start, length, section_end))
-    return events, spans
+        spans.append((start, length, section_end, left, right, endings.get(id(container), 0)))
+    return events, spans, line_starts
 
 
 def _ticks(q: Fraction) -> int:
@@ -88,8 +124,8 @@ def _events_to_notes(events: list[tuple], limits: ReadLimits) -> tuple[list[Note
     return notes, t0
 
 
-def _align_bars(notes: list[Note], t0: int, spans: list[tuple[Fraction, Fraction, bool]],
-                meter: Meter) -> tuple[list[Note], int]:
+def _align_bars(notes: list[Note], t0: int, spans: list[tuple], meter: Meter
+                ) -> tuple[list[Note], int, list[tuple[int, int]]]:
     """Pickup from the first measure, and rests that keep the bar grid on the written barlines.
 
     Notes are counted from the pickup, so every full measure must start on the meter's grid.
@@ -99,9 +135,9 @@ def _align_bars(notes: list[Note], t0: int, spans: list[tuple[Fraction, Fraction
     where the source lost or gained a beat or changed meter unmarked, is 'irregular bars'.
     """
     bar = meter.bar_ticks
-    spans_t = [(_ticks(s) - t0, _ticks(s + n) - _ticks(s), end) for s, n, end in spans if n > 0]
+    spans_t = [(_ticks(s) - t0, _ticks(s + n) - _ticks(s), end) for s, n, end, *_ in spans if n > 0]
     if not spans_t:
-        return notes, 0
+        return notes, 0, []
     pickup = spans_t[0][1] if spans_t[0][1] < bar else 0
     pads: list[tuple[int, int]] = []  # (tick where a rest goes, its length)
     i = 1
@@ -117,7 +153,8 @@ def _align_bars(notes: list[Note], t0: int, spans: list[tuple[Fraction, Fraction
             pads.append(_section_pad(run, [e for _, _, e in spans_t[i - 1:j]], spans_t, i, bar, meter))
         i = j
     if not pads:
-        return notes, pickup
+        return notes, pickup, []
+    added = sorted(pads)
     out, t, pads = [], 0, pads[::-1]
     for n in notes:
         while pads and pads[-1][0] <= t:
@@ -126,7 +163,7 @@ def _align_bars(notes: list[Note], t0: int, spans: list[tuple[Fraction, Fraction
             raise Skip("irregular bars", "a note is tied across a short section-end bar")
         out.append(n)
         t += n.duration
-    return out, pickup
+    return out, pickup, added
 
 
 def _section_pad(run: list[int], ends: list[bool], spans_t: list, i: int, bar: int,
@@ -146,20 +183,51 @@ def _section_pad(run: list[int], ends: list[bool], spans_t: list, i: int, bar: i
     raise Skip("irregular bars", f"bar {i + 1} is {run[0]} ticks long, not {bar} ({meter})")
 
 
-def best_part(parts: list, meter: Meter, m21, limits: ReadLimits) -> tuple[list[Note], int]:
-    """Notes and pickup of the part with the highest mean pitch."""
+@dataclass
+class PartNotes:
+    """The melody part of a score: notes, pickup, and the measure marks its form comes from."""
+
+    notes: list[Note]
+    pickup: int
+    marks: list[MeasureMarks]  # per measure, in ticks from the first note (bars completed)
+    line_starts: list[int]  # ticks where the source starts a line (ABC only)
+
+
+def best_part(parts: list, meter: Meter, m21, limits: ReadLimits, lines: bool = False) -> PartNotes:
+    """Notes, pickup and measure marks of the part with the highest mean pitch."""
     best = None
     for part in parts:
-        events, spans = _part_events(part, m21)
+        events, spans, line_starts = _part_events(part, m21, lines)
         pitches = [e[2] for e in events if e[2] is not None]
         if pitches and (best is None or np.mean(pitches) > best[0]):
-            best = (float(np.mean(pitches)), events, spans)
+            best = (float(np.mean(pitches)), events, spans, line_starts)
     if best is None:
         raise Skip("no notes")
-    notes, t0 = _events_to_notes(best[1], limits)
+    _, events, spans, line_starts = best
+    notes, t0 = _events_to_notes(events, limits)
     if not any(n.pitch is not None for n in notes):
         raise Skip("no notes")
-    return _align_bars(notes, t0, best[2], meter)
+    notes, pickup, pads = _align_bars(notes, t0, spans, meter)
+
+    def aligned(q: Fraction) -> int:  # a tick of the source on the completed bar grid
+        t = _ticks(q) - t0
+        return t + sum(n for at, n in pads if at <= t)
+
+    marks = [MeasureMarks(aligned(s), aligned(s + n), left, right, ending)
+             for s, n, _, left, right, ending in spans if n > 0]
+    return PartNotes(notes, pickup, marks, sorted({aligned(q) for q in line_starts}))
+
+
+def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float, title: str = "",
+              tune_type: str = "") -> tuple[Melody, list[str]]:
+    """The melody with its written form, and the form markers that could not be used."""
+    mel = Melody(part.notes, meter, tonic, mode, part.pickup, tempo, title, tune_type=tune_type)
+    form, dropped = form_from_marks(part.marks, meter.bar_ticks, mel.start_position,
+                                    mel.total_ticks)
+    form = name_parts(form, part_contents(form, mel.onsets(), mel.notes, meter.bar_ticks,
+                                          mel.start_position))
+    mel.form = form
+    return mel, dropped
 
 
 def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> ParsedTune:
@@ -195,7 +263,8 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
         for ts in signatures[1:]:
             if parse_meter(ts.ratioString) != meter:
                 raise Skip("meter change", f"{meter} -> {ts.ratioString}")
-        notes, pickup = best_part(parts, meter, m21, limits)
+        part = best_part(parts, meter, m21, limits)
+        notes = part.notes
         signatures = list(first.recurse().getElementsByClass(m21.key.KeySignature))
         named = [k for k in signatures if isinstance(k, m21.key.Key) and k.mode in MODES]
         ks = signatures[0] if signatures else None
@@ -207,7 +276,8 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
             tonic, mode = estimate_key(notes)
         mark = first.recurse().getElementsByClass(m21.tempo.MetronomeMark).first()
         bpm = mark.getQuarterBPM() if mark is not None else None
-        return ParsedTune(Melody(notes, meter, tonic, mode, pickup, plausible_tempo(bpm), title), 1, title)
+        melody, dropped = melody_of(part, meter, tonic, mode, plausible_tempo(bpm), title)
+        return ParsedTune(melody, 1, title, dropped=dropped)
     except Skip as e:
         return ParsedTune(None, 1, title, e.reason, e.detail)
 

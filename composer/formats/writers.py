@@ -13,7 +13,7 @@ from pathlib import Path
 from ..music import TICKS_PER_QUARTER, Melody, key_spelling
 from .common import FormatError, music21_modules
 from .midi import to_midi_bytes
-from .notation import Spelling, written_bars
+from .notation import Spelling, bar_marks, written_bars
 
 SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
 
@@ -26,8 +26,21 @@ def to_musicxml_bytes(m: Melody) -> bytes:
     score.insert(0, m21.metadata.Metadata(title=m.title or "Untitled"))
     part = m21.stream.Part()
     bars, tied_in = written_bars(m), False
+    marks = bar_marks(m, len(bars))
+    brackets: list[tuple[int, list]] = []  # (ending number, its measures)
     for b, bar in enumerate(bars):
         measure = m21.stream.Measure(number=b + (0 if m.pickup else 1))
+        mark = marks[b]
+        if mark.opens_repeat:
+            measure.leftBarline = m21.bar.Repeat(direction="start")
+        if mark.closes == "repeat":
+            measure.rightBarline = m21.bar.Repeat(direction="end")
+        elif mark.closes == "part":
+            measure.rightBarline = m21.bar.Barline("final" if b == len(bars) - 1 else "double")
+        if mark.ending_starts:
+            brackets.append((mark.ending, []))
+        if mark.ending:
+            brackets[-1][1].append(measure)
         if b == 0:
             measure.append(m21.meter.TimeSignature(str(m.meter)))
             measure.append(m21.key.Key(spelling.tonic_name.replace("b", "-"), m.mode))
@@ -48,6 +61,8 @@ def to_musicxml_bytes(m: Melody) -> bytes:
         if b == len(bars) - 1:  # a short last bar stays short (music21 would fill it with rests)
             measure.paddingRight = Fraction(m.meter.bar_ticks - sum(t for _, t, _ in bar), TICKS_PER_QUARTER)
         part.append(measure)
+    for number, measures in brackets:
+        part.insert(0, m21.spanner.RepeatBracket(measures, number=number))
     score.insert(0, part)
     data = m21.GeneralObjectExporter(score).parse()
     # Same melody, same bytes: drop the date and replace music21's random part id.

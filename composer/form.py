@@ -1,0 +1,421 @@
+"""A tune's form: parts (repeated or not, with first and second endings), phrases and tune types.
+
+A form is written the way a folk musician writes a tune: each part once, with repeat signs
+when it is played twice, and first and second endings when the second time ends differently.
+Bars are counted on that written form, after the pickup (anacrusis) if there is one:
+- a part of `bars` bars (one playing: body + first ending) with `ending` > 0 is written as
+  body (bars - ending), first ending (ending), then second ending (`second` bars);
+- its bars are numbered 0..bars-1 in the order of one playing; a second-ending bar takes the
+  number of the first-ending bar it replaces.
+Pure Python; no numpy, no torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+from .music import MusicError
+
+TUNE_TYPES = ("reel", "jig", "slip jig", "hornpipe", "polka", "slide", "strathspey", "waltz",
+              "mazurka", "march", "air", "song", "other")
+"""Tune types, normalised; `other` is any tune whose type is not known."""
+
+# R: field words (lower case, no punctuation) -> tune type; the first word that matches wins.
+_TYPE_WORDS = (
+    ("slip jig", "slip jig"), ("slipjig", "slip jig"), ("hop jig", "slip jig"),
+    ("double jig", "jig"), ("single jig", "jig"), ("jig", "jig"), ("reel", "reel"),
+    ("hornpipe", "hornpipe"), ("clog", "hornpipe"), ("polka", "polka"), ("slide", "slide"),
+    ("strathspey", "strathspey"), ("fling", "strathspey"), ("waltz", "waltz"),
+    ("mazurka", "mazurka"), ("march", "march"), ("walkaround", "march"), ("air", "air"),
+    ("lament", "air"), ("song", "song"), ("lied", "song"), ("ballad", "song"),
+    ("romanze", "song"), ("xiaodiao", "song"), ("shange", "song"),
+)
+# What an untyped tune's meter says of its type.
+_METER_TYPES = {"6/8": "jig", "9/8": "slip jig", "12/8": "slide"}
+# What a collection says of an untyped tune (after its meter).
+COLLECTION_TYPES = {"essenFolksong": "song", "airdsAirs": "air", "oneills1850": "air"}
+PHRASE_BARS = 4  # phrase length where nothing in the source marks phrases
+SIMILAR_REPEAT = 0.9  # similarity to an earlier part at or above which a part repeats it
+SIMILAR_VARIATION = 0.6  # ... and at or above which it varies it
+
+
+def normalize_type(field: str | None, meter: str = "", collection: str = "") -> str:
+    """The tune type named by an R: field ('Double Jig' -> 'jig', 'Liebes - Lied' -> 'song');
+    where it names none, what the collection and then the meter say; else 'other'."""
+    text = " ".join(re.sub(r"[^a-z ]+", " ", (field or "").lower()).split())
+    if collection == "essenFolksong":
+        return "song"  # Essen's R: names a song's subject (Liebes - Lied, Ballade), not a dance
+    for word, kind in _TYPE_WORDS:
+        if re.search(rf"\b{word}", text):
+            return kind
+    if meter in _METER_TYPES:
+        return _METER_TYPES[meter]
+    return COLLECTION_TYPES.get(collection, "other")
+
+
+def check_type(name: str, known: Sequence[str] = TUNE_TYPES) -> str:
+    """A tune type as the user wrote it ('Slip-Jig'), normalised; MusicError if unknown."""
+    key = " ".join(re.sub(r"[-_]+", " ", (name or "").strip().lower()).split())
+    if key not in known:
+        raise MusicError(f"unknown tune type {name!r}; valid types: {', '.join(known)}")
+    return key
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part (section) of a tune, in bars of one playing; see the module docstring."""
+
+    bars: int
+    repeat: bool = False  # played twice (written with repeat signs)
+    ending: int = 0  # bars of the first ending (0: no endings)
+    second: int = 0  # bars of the second ending
+    letter: str = "A"
+    source: int | None = None  # index of the earlier part this one repeats or varies
+    variation: bool = False  # with a source: varies it rather than repeats it
+    phrases: tuple[int, ...] = ()  # phrase lengths over one playing; () is 4-bar phrases
+
+    @property
+    def written(self) -> int:
+        """Bars this part takes in the written form."""
+        return self.bars + self.second
+
+    @property
+    def kind(self) -> int:
+        """0 new material, 1 a repeat of an earlier part, 2 a variation of one."""
+        return 0 if self.source is None else (2 if self.variation else 1)
+
+    def phrase_lengths(self) -> tuple[int, ...]:
+        if self.phrases and sum(self.phrases) == self.bars:
+            return self.phrases
+        full, rest = divmod(self.bars, PHRASE_BARS)
+        return (PHRASE_BARS,) * full + ((rest,) if rest else ())
+
+
+@dataclass(frozen=True)
+class WrittenBar:
+    """Where one written bar stands in the form."""
+
+    part: int
+    bar: int  # bar of the part, in one playing (a second-ending bar shares its number)
+    ending: int  # 0 body, 1 first ending, 2 second ending
+    phrase: int  # index of its phrase in the whole tune
+    phrase_bar: int  # bar within that phrase
+
+
+@dataclass(frozen=True)
+class Form:
+    """The parts of a tune in written order."""
+
+    parts: tuple[Part, ...]
+
+    @classmethod
+    def through(cls, bars: int, phrases: tuple[int, ...] = ()) -> "Form":
+        """One part, not repeated: a through-composed tune, a MIDI file, a fragment."""
+        return cls((Part(bars, phrases=phrases),))
+
+    @property
+    def written_bars(self) -> int:
+        return sum(p.written for p in self.parts)
+
+    @property
+    def played_bars(self) -> int:
+        return sum(p.bars + (p.bars - p.ending + p.second if p.repeat else 0) for p in self.parts)
+
+    @property
+    def has_repeats(self) -> bool:
+        return any(p.repeat for p in self.parts)
+
+    def letters(self) -> str:
+        """The form as musicians name it: AABB, ABAC, AAB'B ..."""
+        return "".join((p.letter + ("'" if p.variation else "")) * (2 if p.repeat else 1)
+                       for p in self.parts)
+
+    def layout(self) -> list[WrittenBar]:
+        """Every written bar (after the pickup), in written order."""
+        out, phrase = [], 0
+        for i, p in enumerate(self.parts):
+            starts, lengths = [], p.phrase_lengths()
+            for k, n in enumerate(lengths):
+                starts += [(phrase + k, j) for j in range(n)]
+            body = p.bars - p.ending
+            numbers = list(range(p.bars)) + list(range(body, body + p.second))
+            for w, b in enumerate(numbers):
+                ending = 0 if w < body else (1 if w < p.bars else 2)
+                ph, pb = starts[min(b, len(starts) - 1)]
+                if ending == 2:  # phrases never go back: a second ending stays in the last one
+                    ph = max(ph, out[-1].phrase)
+                out.append(WrittenBar(i, b, ending, ph, pb))
+            phrase += len(lengths)
+        return out
+
+    def played(self) -> list[int]:
+        """Written bar indices (after the pickup) in the order they are played."""
+        out, first = [], 0
+        for p in self.parts:
+            body = list(range(first, first + p.bars - p.ending))
+            one = list(range(first + p.bars - p.ending, first + p.bars))
+            two = list(range(first + p.bars, first + p.written))
+            out += body + one + ((body + (two if p.ending else one)) if p.repeat else two)
+            first += p.written
+        return out
+
+    def to_dict(self) -> dict:
+        return {"parts": [{k: v for k, v in asdict(p).items() if v not in (False, 0, None, ())
+                           or k == "bars"} for p in self.parts]}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Form | None":
+        if not d:
+            return None
+        return cls(tuple(Part(**{**p, "phrases": tuple(p.get("phrases", ()))}) for p in d["parts"]))
+
+
+# --- the form of a written tune --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MeasureMarks:
+    """What a source writes around one measure: its start (ticks from the first note, on the
+    tune's bar grid), barlines ('repeat', 'double' or '') and ending bracket (0 none, 1, 2)."""
+
+    start: int
+    end: int
+    left: str = ""
+    right: str = ""
+    ending: int = 0
+
+
+def form_from_marks(marks: Sequence[MeasureMarks], bar: int, start: int, total: int,
+                    phrase_starts: Sequence[int] = ()) -> tuple[Form, list[str]]:
+    """The written form of a tune from its measures' barlines and endings, and the markers it
+    could not use (one reason per marker).
+
+    A measure starting inside a bar of the tune's grid (a part's own pickup) counts from the
+    next barline. `phrase_starts` (ticks where the source starts a line, for collections that
+    write one phrase per line) become phrases; otherwise phrases are 4-bar units.
+    """
+    first = 1 if start else 0
+    grid = -(-(start + total) // bar)
+    barline = lambda t: min(grid, max(first, -(-(start + t) // bar)))  # noqa: E731
+    dropped: list[str] = []
+    parts: list[Part] = []
+    cut = first  # first bar of the part being read
+    e1 = e2 = None  # first bars of its endings
+    opened = False  # the part opened with a repeat sign
+
+    def close(at: int, repeat: bool) -> None:
+        nonlocal cut, e1, e2, opened
+        if e1 is not None and e2 is None:
+            dropped.append("first ending without a second")
+        if at > cut:
+            if e1 is not None and e2 is not None and cut <= e1 < e2 < at:
+                parts.append(Part(e2 - cut, True, e2 - e1, at - e2))
+            else:
+                parts.append(Part(at - cut, repeat))
+        cut, e1, e2, opened = max(cut, at), None, None, False
+
+    for k, m in enumerate(marks):
+        here, after = barline(m.start), barline(m.end)
+        nxt = marks[k + 1] if k + 1 < len(marks) else None
+        if m.left == "repeat":
+            if here > cut and e1 is None:
+                close(here, False)
+            opened = True
+        if m.ending == 1 and e1 is None:
+            e1 = here
+        elif m.ending == 2 and e2 is None:
+            e2 = here
+        if m.ending == 1 and m.right == "repeat":
+            continue  # the first ending leads back; the part goes on to its second ending
+        ending_over = m.ending == 2 and (nxt is None or nxt.ending != 2)
+        if m.right == "repeat" or (ending_over and e1 is not None):
+            close(after, True)
+        elif m.right == "double" or ending_over:
+            if opened and m.right == "double":
+                dropped.append("repeat start without an end")
+            close(after, False)
+    if opened and grid > cut:
+        dropped.append("repeat start without an end")
+    close(grid, False)
+    if not parts:
+        return Form.through(max(1, grid - first)), dropped
+    form = Form(tuple(parts))
+    if phrase_starts:
+        form, ok = _phrases_from_lines(form, [barline(t) - first for t in phrase_starts])
+        if not ok:
+            dropped.append("phrase lines that do not fit the parts")
+    return form, dropped
+
+
+def _phrases_from_lines(form: Form, line_bars: list[int]) -> tuple[Form, bool]:
+    """Phrases cut where lines start (written bar numbers); unchanged where a part has endings
+    or a cut misses the part's bars."""
+    cuts = sorted(set(line_bars))
+    parts, first, ok = [], 0, True
+    for p in form.parts:
+        inner = [c - first for c in cuts if first < c < first + p.bars]
+        lengths = tuple(b - a for a, b in zip([0] + inner, inner + [p.bars]))
+        if p.ending or any(c - first > p.bars for c in cuts if first < c < first + p.written):
+            ok = False
+            parts.append(p)
+        else:
+            parts.append(replace(p, phrases=lengths))
+        first += p.written
+    return Form(tuple(parts)), ok
+
+
+def apply_phrase_lines(form: Form, line_ticks: Sequence[int], bar: int, start: int
+                       ) -> tuple[Form, bool]:
+    """Phrases where the source starts its lines (ticks from the first note); a line that
+    starts inside a bar starts its phrase at the next barline. False where they do not fit."""
+    first = 1 if start else 0
+    return _phrases_from_lines(form, [-(-(start + t) // bar) - first for t in line_ticks if t > 0])
+
+
+def part_contents(form: Form, onsets: Sequence[int], notes: Sequence, bar: int, start: int
+                  ) -> list[list[tuple]]:
+    """Each part's notes in one playing (body and first ending) as (onset in the part,
+    duration, pitch): what `name_parts` compares."""
+    first = 1 if start else 0
+    out, w = [], first
+    for p in form.parts:
+        a, b = w * bar - start, (w + p.bars) * bar - start
+        out.append([(t - a, n.duration, n.pitch) for t, n in zip(onsets, notes) if a <= t < b])
+        w += p.written
+    return out
+
+
+def similarity(a: Sequence, b: Sequence) -> float:
+    """difflib's ratio of two sequences of hashable items (0 unrelated .. 1 identical)."""
+    if not a and not b:
+        return 1.0
+    return difflib.SequenceMatcher(None, list(a), list(b), autojunk=False).ratio()
+
+
+def name_parts(form: Form, contents: Sequence[Sequence]) -> Form:
+    """Letters, sources and variations from each part's content (one playing, e.g. a list of
+    (onset in part, duration, pitch)): a part at least SIMILAR_REPEAT like an earlier one
+    repeats it, at least SIMILAR_VARIATION like one varies it; else it is new material."""
+    parts: list[Part] = []
+    letters = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 4)
+    for i, (p, notes) in enumerate(zip(form.parts, contents)):
+        scores = [(similarity(notes, contents[j]), j) for j in range(i)]
+        best, j = max(scores, default=(0.0, None))
+        if j is not None and best >= SIMILAR_VARIATION:
+            origin = j if parts[j].source is None else parts[j].source
+            parts.append(replace(p, letter=parts[j].letter, source=origin,
+                                 variation=best < SIMILAR_REPEAT))
+        else:
+            parts.append(replace(p, letter=next(letters), source=None, variation=False))
+    return Form(tuple(parts))
+
+
+# --- forms that a user asks for --------------------------------------------------------------
+
+def parse_form(spec: str, part_bars: int) -> Form:
+    """A form such as 'AABB', 'ABAC', 'AABA' or 'A8B8' (letters, each with an optional bar
+    count; `part_bars` where none is given). A letter played twice in a row is one part with
+    repeat signs; a later part with an earlier letter repeats that part."""
+    text = (spec or "").replace(" ", "")
+    if not re.fullmatch(r"([A-Za-z]\d*)+", text):
+        raise MusicError(f"form {spec!r} is not letters with optional bar counts, "
+                         "e.g. AABB, ABAC or A8B8")
+    items = [(m.group(1).upper(), int(m.group(2)) if m.group(2) else part_bars)
+             for m in re.finditer(r"([A-Za-z])(\d*)", text)]
+    for letter, bars in items:
+        if not 1 <= bars <= 64:
+            raise MusicError(f"form {spec!r}: part {letter} has {bars} bars; a part has 1..64")
+    parts: list[Part] = []
+    first_of: dict[str, int] = {}
+    i = 0
+    while i < len(items):
+        letter, bars = items[i]
+        repeat = i + 1 < len(items) and items[i + 1] == (letter, bars)
+        source = first_of.get(letter)
+        if source is not None and parts[source].bars != bars:
+            raise MusicError(f"form {spec!r}: part {letter} has {parts[source].bars} bars "
+                             f"and then {bars}")
+        first_of.setdefault(letter, len(parts))
+        parts.append(Part(bars, repeat, letter=letter, source=source))
+        i += 2 if repeat else 1
+    if len(parts) > 16:
+        raise MusicError(f"form {spec!r} has {len(parts)} parts; at most 16")
+    return Form(tuple(parts))
+
+
+def with_endings(form: Form, bars: int = 1) -> Form:
+    """The form with first and second endings of `bars` bars on every repeated part long
+    enough to have them."""
+    return Form(tuple(replace(p, ending=bars, second=bars) if p.repeat and p.bars > 2 * bars
+                      and not p.ending else p for p in form.parts))
+
+
+def _usual_form(items: list) -> str:
+    """The most common form (letters, variations as repeats), among the tunes written with
+    repeat signs where at least a third of them are: the form as usually played."""
+    from collections import Counter
+
+    repeated = [f for _, f in items if f.has_repeats]
+    pool = repeated if 3 * len(repeated) >= len(items) else [f for _, f in items]
+    return Counter(f.letters().replace("'", "") for f in pool).most_common(1)[0][0]
+
+
+def form_stats(tunes: Sequence[tuple[str, object, Form]]) -> dict[str, dict]:
+    """Per tune type, from (type, meter, form) of each tune: how many, the usual meter, the
+    usual form (letters) and part length, and how often parts repeat and have endings."""
+    from collections import Counter
+
+    by_type: dict[str, list] = {}
+    for kind, meter, form in tunes:
+        by_type.setdefault(kind, []).append((str(meter), form))
+    out = {}
+    for kind, items in sorted(by_type.items(), key=lambda kv: -len(kv[1])):
+        parts = [p for _, f in items for p in f.parts]
+        repeated = [p for p in parts if p.repeat]
+        out[kind] = {
+            "tunes": len(items),
+            "meter": Counter(m for m, _ in items).most_common(1)[0][0],
+            "form": _usual_form(items),
+            "part_bars": Counter(p.bars for p in parts).most_common(1)[0][0],
+            "with_repeats": round(sum(f.has_repeats for _, f in items) / len(items), 3),
+            "endings": round(sum(bool(p.ending) for p in repeated) / max(1, len(repeated)), 3),
+        }
+    return out
+
+
+def played(melody) -> tuple[object, list[int]]:
+    """The melody as played: repeated parts twice, first and second endings in turn (a note
+    that runs over a jump is cut there). Returns the played melody (one part, no repeats) and,
+    per played note, the index of the written note it comes from. A melody without repeats,
+    or whose form does not fit its bars, is returned as it is."""
+    from .music import Note
+
+    form, bar, start = melody.form, melody.meter.bar_ticks, melody.start_position
+    total, first = melody.total_ticks, 1 if start else 0
+    identity = list(range(len(melody.notes)))
+    if form is None or not form.has_repeats or (
+            form.written_bars != -(-(start + total) // bar) - first):
+        return melody, identity
+    spans: list[list[int]] = []
+    for w in form.played():
+        a, b = max(0, (first + w) * bar - start), min(total, (first + w + 1) * bar - start)
+        if w == 0 and not spans:
+            a = 0  # the pickup is played once, before the first bar
+        if spans and spans[-1][1] == a:
+            spans[-1][1] = b
+        else:
+            spans.append([a, b])
+    notes, sources, onset = [], [], 0
+    onsets = []
+    for n in melody.notes:
+        onsets.append(onset)
+        onset += n.duration
+    for a, b in spans:
+        for i, (t, n) in enumerate(zip(onsets, melody.notes)):
+            lo, hi = max(t, a), min(t + n.duration, b)
+            if lo < hi:
+                notes.append(Note(n.pitch, hi - lo))
+                sources.append(i)
+    return replace(melody, notes=notes, form=None), sources

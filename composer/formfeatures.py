@@ -1,0 +1,239 @@
+"""The model's form inputs: where the next note stands in the form, and what it can look back at.
+
+Every step of the model predicts one note (or END) that starts at tick T of the written tune.
+Its form inputs, all categorical:
+  phrase_bar   bar of T within its phrase (0..7, 8 for the pickup bar)
+  part_bar     bar within its part, in one playing (0..15, 16 for the pickup bar)
+  part_left    bars left in the part after this one (0..15, 16 for the pickup bar)
+  tune_left    written bars left in the tune after this one (0..31, 32 for the pickup bar)
+  part_index   part number (0..3, later parts share 3)
+  role         the part's kind (new, repeat or variation of an earlier part) * 6
+               + played twice * 3 + ending (0 body, 1 first, 2 second)
+and two look-backs, one phrase back (the same bar of the previous phrase) and one part back
+(the same bar of the part this one repeats or varies, else of the previous part), each as
+  *_pitch      pitch token sounding at the same place there (0: nothing to look back at)
+  *_dur        its duration token if a note starts exactly there, LOOK_SOUNDING if one is
+               only sounding there (0: nothing to look back at)
+  *_match      0 nothing to look back at, 1 the phrase has left it, 2 every note of the
+               phrase so far has matched it (same pitch, same duration, same place).
+`form_streams` computes them for a whole tune at once (training, scoring, priming);
+`FormTracker` computes the same values note by note for a batch of tunes being sampled.
+A test holds the two to the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .form import Form
+
+FORM_KEYS = ("phrase_bar", "part_bar", "part_left", "tune_left", "part_index", "role",
+             "back_phrase_pitch", "back_phrase_dur", "back_phrase_match",
+             "back_part_pitch", "back_part_dur", "back_part_match")
+_CAPS = {"phrase_bar": 8, "part_bar": 16, "part_left": 16, "tune_left": 32, "part_index": 4}
+LOOK_NONE = 0
+LOOK_SOUNDING = 1
+
+
+def feature_sizes(n_pitches: int, n_durations: int) -> dict[str, int]:
+    """Number of values of each form input."""
+    sizes = {k: c + 1 for k, c in _CAPS.items()}
+    sizes["part_index"] = _CAPS["part_index"]
+    sizes["role"] = 18
+    for back in ("phrase", "part"):
+        sizes[f"back_{back}_pitch"] = n_pitches
+        sizes[f"back_{back}_dur"] = n_durations
+        sizes[f"back_{back}_match"] = 3
+    return sizes
+
+
+@dataclass
+class Layout:
+    """Per bar of the tune's grid (the pickup bar first, if any): its form inputs, its phrase,
+    and the bars its two look-backs read (-1: none)."""
+
+    bar: int  # ticks per bar
+    start: int  # position in the bar of the first note
+    total: int  # ticks of the whole written tune
+    features: np.ndarray  # int64 [bars, 6]
+    phrase: np.ndarray  # int64 [bars], non-decreasing
+    back: np.ndarray  # int64 [2, bars]: phrase look-back bar, part look-back bar
+    jumps: tuple[int, ...] = ()  # ticks where the music jumps when played (part and ending ends)
+
+    @classmethod
+    def of(cls, form: Form, bar: int, start: int, total: int) -> "Layout":
+        first = 1 if start else 0
+        written = form.layout()
+        grid = max(first + len(written), -(-(start + total) // bar))
+        feats = np.zeros((grid, 6), np.int64)
+        phrase = np.full(grid, -1, np.int64)
+        back = np.full((2, grid), -1, np.int64)
+        parts = form.parts
+        by_phrase: dict[tuple[int, int], int] = {}
+        by_part: dict[tuple[int, int, int], int] = {}
+        for w, wb in enumerate(written):
+            g = w + first
+            by_phrase.setdefault((wb.phrase, wb.phrase_bar), g)
+            by_part.setdefault((wb.part, wb.bar, wb.ending == 2), g)
+        if first:
+            feats[0] = (_CAPS["phrase_bar"], _CAPS["part_bar"], _CAPS["part_left"],
+                        _CAPS["tune_left"], 0, _role(parts[0], 0))
+        for w, wb in enumerate(written):
+            g, p = w + first, parts[wb.part]
+            last = len(written) - 1 - w
+            feats[g] = (min(wb.phrase_bar, 7), min(wb.bar, 15), min(p.bars - 1 - wb.bar, 15),
+                        min(last, 31), min(wb.part, 3), _role(p, wb.ending))
+            phrase[g] = wb.phrase
+            back[0, g] = by_phrase.get((wb.phrase - 1, wb.phrase_bar), -1)
+            src = p.source if p.source is not None else wb.part - 1
+            if src >= 0:
+                second = wb.ending == 2
+                back[1, g] = by_part.get((src, wb.bar, second), by_part.get((src, wb.bar, False), -1))
+        for g in range(max(1, first + len(written)), grid):  # past the form: as its last bar
+            feats[g], phrase[g] = feats[g - 1], phrase[g - 1]
+        jumps, w = [], first
+        for p in parts:
+            if p.ending:
+                jumps += [w + p.bars - p.ending, w + p.bars]
+            w += p.written
+            jumps.append(w)
+        return cls(bar, start, total, feats, phrase, back,
+                   tuple(sorted({g * bar - start for g in jumps if 0 < g * bar - start < total})))
+
+    def bar_of(self, t: np.ndarray) -> np.ndarray:
+        """Grid bar of ticks `t` (the end of the tune counts as its last bar)."""
+        return np.minimum((self.start + t) // self.bar, len(self.phrase) - 1)
+
+    def source(self, t: np.ndarray, g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Look-back k's tick for ticks t in bars g, and whether there is one."""
+        h = self.back[k, g]
+        valid = (h >= 0) & (t < self.total)
+        return np.where(valid, t + (h - g) * self.bar, 0), valid
+
+
+def _role(part, ending: int) -> int:
+    return part.kind * 6 + int(part.repeat) * 3 + ending
+
+
+def tune_ticks(enc, vocab) -> int:
+    """Length in ticks of an encoded tune."""
+    return int(sum(vocab.durations[int(d) - 3] for d in enc.durations))
+
+
+def tune_form(enc, vocab, total: int | None = None) -> Form:
+    """An encoded tune's form, or one part over all its bars where it has none."""
+    if enc.form is not None:
+        return enc.form
+    from .music import Meter
+
+    bar = Meter.parse(enc.meter).bar_ticks
+    total = tune_ticks(enc, vocab) if total is None else total
+    return Form.through(max(1, -(-(enc.start + total) // bar) - (1 if enc.start else 0)))
+
+
+def form_streams(enc, vocab, form: Form | None = None, total: int | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The form inputs of every step of an encoded tune (n notes: n + 1 steps, the last
+    predicting END), as int64 arrays keyed by FORM_KEYS. `form` and `total` (ticks) default
+    to the tune's own; a fragment being continued passes those of the whole tune to be."""
+    from .music import Meter
+
+    dur_ticks = np.array([0] * 3 + list(vocab.durations), np.int64)[np.asarray(enc.durations, np.int64)]
+    onsets = np.concatenate([[0], np.cumsum(dur_ticks)]).astype(np.int64)
+    total = int(onsets[-1]) if total is None else int(total)
+    bar = Meter.parse(enc.meter).bar_ticks
+    lay = Layout.of(form or tune_form(enc, vocab, total), bar, enc.start, total)
+    return steps_features(lay, onsets, np.asarray(enc.durations, np.int64),
+                          np.asarray(enc.pitches, np.int64))
+
+
+def steps_features(lay: Layout, onsets: np.ndarray, durs: np.ndarray, pitches: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+    """form_streams on a layout: onsets [n + 1] (the last is the end of the notes given),
+    duration and pitch tokens [n]."""
+    n = len(durs)
+    t = onsets.copy()
+    t[n] = lay.total if n == 0 or onsets[n] >= lay.total else onsets[n]
+    g = lay.bar_of(t)
+    out = {k: lay.features[g, i] for i, k in enumerate(FORM_KEYS[:6])}
+    ph = lay.phrase[g]
+    seg = np.searchsorted(ph[:n], ph, side="left")  # first note of each step's phrase
+    for k, name in enumerate(("phrase", "part")):
+        src, valid = lay.source(t, g, k)
+        j = np.clip(np.searchsorted(onsets[:n], src, side="right") - 1, 0, max(n - 1, 0))
+        if n:
+            pitch = np.where(valid, pitches[j], LOOK_NONE)
+            dur = np.where(valid, np.where(onsets[j] == src, durs[j], LOOK_SOUNDING), LOOK_NONE)
+            good = valid[:n] & (pitch[:n] == pitches) & (dur[:n] == durs)
+        else:
+            pitch = dur = np.zeros(1, np.int64)
+            good = np.zeros(0, bool)
+        bad = np.concatenate([[0], np.cumsum(~good)])
+        count = bad[np.arange(n + 1)] - bad[np.minimum(seg, n)]
+        out[f"back_{name}_pitch"], out[f"back_{name}_dur"] = pitch, dur
+        out[f"back_{name}_match"] = np.where(valid, np.where(count == 0, 2, 1), 0)
+    return {k: np.asarray(v, np.int64) for k, v in out.items()}
+
+
+class FormTracker:
+    """The form inputs of a batch of tunes being sampled, one step at a time.
+
+    features(t) gives the inputs of the step that predicts the notes starting at ticks t
+    [rows]; add() records the notes then drawn. Keeps, per row, the pitch and duration token
+    at every tick written so far (uint8: both vocabularies are far below 256 tokens)."""
+
+    def __init__(self, lay: Layout, rows: int):
+        self.lay = lay
+        self.rows = rows
+        self.pitch = np.zeros((rows, lay.total + 1), np.uint8)
+        self.dur = np.zeros((rows, lay.total + 1), np.uint8)
+        self.bad = np.zeros((rows, 2), np.int64)  # notes of the current phrase that missed
+        self.phrase = np.full(rows, -2, np.int64)  # phrase of the last note added
+        self.last: tuple = ()
+
+    def select(self, rows: np.ndarray) -> "FormTracker":
+        new = FormTracker.__new__(FormTracker)
+        new.lay, new.rows = self.lay, len(rows)
+        new.pitch, new.dur, new.bad, new.phrase = (x[rows] for x in (self.pitch, self.dur, self.bad,
+                                                                     self.phrase))
+        new.last = tuple(x[rows] for x in self.last) if self.last else ()
+        return new
+
+    def features(self, t: np.ndarray) -> np.ndarray:
+        """[rows, len(FORM_KEYS)] inputs for notes starting at ticks t [rows]."""
+        lay, rows = self.lay, np.arange(self.rows)
+        g = lay.bar_of(t)
+        ph = lay.phrase[g]
+        cols = [lay.features[g]]
+        looks = []
+        for k in range(2):
+            src, valid = lay.source(t, g, k)
+            pitch = np.where(valid, self.pitch[rows, src], LOOK_NONE)
+            dur = np.where(valid, self.dur[rows, src], LOOK_NONE)
+            count = np.where(ph == self.phrase, self.bad[:, k], 0)
+            match = np.where(valid, np.where(count == 0, 2, 1), 0)
+            cols.append(np.stack([pitch, dur, match], 1))
+            looks.append((pitch, dur, valid))
+        self.last = (ph, *looks[0], *looks[1])
+        return np.concatenate(cols, 1).astype(np.int64)
+
+    def add(self, t: np.ndarray, dur_tok: np.ndarray, dur_ticks: np.ndarray, pitch: np.ndarray
+            ) -> None:
+        """Record the notes drawn after features(t): onsets t, tokens and lengths [rows]."""
+        ph, p0, d0, v0, p1, d1, v1 = self.last
+        new = ph != self.phrase
+        self.bad[new] = 0
+        self.phrase = ph
+        for k, (p, d, v) in enumerate(((p0, d0, v0), (p1, d1, v1))):
+            self.bad[:, k] += ~(v & (p == pitch) & (d == dur_tok))
+        span = int(dur_ticks.max()) if len(dur_ticks) else 0
+        if span:
+            cols = t[:, None] + np.arange(span)[None]
+            inside = np.arange(span)[None] < dur_ticks[:, None]
+            r = np.broadcast_to(np.arange(self.rows)[:, None], cols.shape)[inside]
+            c = np.minimum(cols[inside], self.lay.total)
+            self.pitch[r, c] = np.broadcast_to(pitch[:, None], cols.shape)[inside]
+            self.dur[r, c] = LOOK_SOUNDING
+            self.dur[np.arange(self.rows), np.minimum(t, self.lay.total)] = dur_tok
