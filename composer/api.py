@@ -25,8 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .formats import (FormatError, ReadLimits, read_melody, to_abc, to_midi_bytes,
-                      to_musicxml_bytes)
+from .form import check_type, parse_form, played
+from .formats import FormatError, ReadLimits, read_melody, render, to_abc, to_midi_bytes
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, key_spelling, normalize_mode,
                     tonic_pitch_class)
 from .notation import NotationRenderer
@@ -84,11 +84,17 @@ class ComposeBody(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed (unset: random)")
     best_of: int | None = Field(None, ge=1, le=16, description="draw this many, keep the likeliest")
+    type: str | None = Field(None, max_length=32, description="tune type: reel, jig, hornpipe, ... "
+                             "(see /api/options); alone, it gives the type's usual form and meter",
+                             examples=["reel"])
+    form: str | None = Field(None, max_length=64, description="parts as letters with optional bar "
+                             "counts, e.g. AABB, ABAC or A8B8 (not with bars)", examples=["AABB"])
 
 
 class ContinueForm(ComposeBody):
-    """Form fields of /api/continue: `bars` new bars (default 8) after the first `keep_bars` bars
-    of the fragment; meter, key, mode, style and tempo, if given, override the file's."""
+    """Form fields of /api/continue: the rest of `form` (default: the fragment's parts and its
+    type's usual form), or `bars` new bars (default 8), after the first `keep_bars` bars of the
+    fragment; meter, key, mode, style, type and tempo, if given, override the file's."""
 
     # The documented multipart body is these fields plus `file`; "additionalProperties: false"
     # here would make it one that no request satisfies. Unknown fields still get a 422.
@@ -114,17 +120,21 @@ class Error(BaseModel):
 
 
 class Tune(BaseModel):
-    """A tune as JSON. Times are in quarter notes; `notes` include rests (pitch null), one per
-    `surprisal` entry; `midi` is base64; `fragment_notes` leading notes are the user's own."""
+    """A tune as JSON. Times are in quarter notes. `abc` and `svg` are the written form (repeat
+    signs); `notes` (rests included, pitch null) and `midi` (base64) are as played, one note per
+    `surprisal` entry, `fragment` true for the user's own; `fragment_notes` counts the written
+    notes that are the user's own."""
 
     title: str
     meter: str
     key: str
     mode: str
     style: str | None
+    type: str | None = None
+    form: str = "A"
     tempo: float
     pickup: float
-    notes: list[dict[str, float | int | None]]
+    notes: list[dict[str, bool | float | int | None]]
     abc: str
     midi: str
     svg: str | None
@@ -163,16 +173,35 @@ def resolve_request(body: ComposeBody, options: dict[str, Any]) -> ComposeReques
                 raise APIError(422, str(e), name) from None
             d[name] = _choice(value, list(options[name + "s"]), name)
     d["style"] = _choice(d["style"], list(options["styles"]), "style") if d.get("style") else None
+    given = body.model_dump(exclude_none=True)
+    if "type" in given:
+        try:
+            d["type"] = check_type(given["type"], list(options["types"]))
+        except MusicError as e:
+            raise APIError(422, str(e), "type") from None
+    if "type" in given or "form" in given:  # the form and the type's meter replace the defaults
+        d = {k: v for k, v in d.items() if k not in ("bars", "meter") or k in given}
+    if "form" in given:
+        if "bars" in given:
+            raise APIError(422, "give bars or a form, not both: the form sets the bars", "form")
+        try:
+            written = parse_form(given["form"], 8).written_bars
+        except MusicError as e:
+            raise APIError(422, str(e), "form") from None
+        if written > API_LIMITS["bars"][1]:
+            raise APIError(422, f"form {given['form']!r} has {written} bars; at most "
+                                f"{API_LIMITS['bars'][1]}", "form")
     sampling = SamplingOptions(**{k: d[k] for k in ("temperature", "top_p", "seed", "best_of")
                                   if k in d})
     return ComposeRequest(**{k: d[k] for k in ("bars", "meter", "key", "mode", "style", "tempo")
-                             if k in d}, sampling=sampling)
+                             if k in d}, sampling=sampling, tune_type=d.get("type"),
+                          form=d.get("form"))
 
 
 def _field_of(message: str) -> str | None:
     """Which request field a sampler error message is about, if it names one."""
-    for name in ("meter", "key", "mode", "style", "bars", "temperature", "top_p", "best_of",
-                 "seed", "tempo"):
+    for name in ("form", "type", "meter", "key", "mode", "style", "bars", "temperature", "top_p",
+                 "best_of", "seed", "tempo"):
         if re.search(rf"\b{name.replace('_', '[_ ]')}", message, re.IGNORECASE):
             return name
     return None
@@ -185,21 +214,29 @@ def _bits(x: float) -> float | None:
 
 
 def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_note: float,
-              renderer: NotationRenderer, new_from: float | None = None) -> dict[str, Any]:
-    """Everything the page needs to show, play and download a tune. Times are in quarter notes;
-    `notes` include rests (pitch None) so that they line up with `surprisal`."""
+              renderer: NotationRenderer, new_from: float | None = None,
+              fragment_notes: int = 0) -> dict[str, Any]:
+    """Everything the page needs to show, play and download a tune. The notation (abc, svg) is
+    the written form, with repeat signs; `notes` and `midi` are as played (repeats expanded),
+    rests included (pitch None) so that they line up with `surprisal`, each note flagged when
+    it comes from the first `fragment_notes` written notes. Times are in quarter notes."""
     abc = to_abc([melody])
     q = TICKS_PER_QUARTER
+    heard, sources = played(melody)
     return {
         "title": melody.title, "meter": str(melody.meter),
         "key": key_spelling(melody.tonic, melody.mode), "mode": melody.mode,
-        "style": melody.style or None, "tempo": melody.tempo, "pickup": melody.pickup / q,
-        "notes": [{"pitch": n.pitch, "start": t / q, "duration": n.duration / q}
-                  for n, t in zip(melody.notes, melody.onsets())],
+        "style": melody.style or None, "type": melody.tune_type or None,
+        "form": melody.form.letters() if melody.form is not None else "A",
+        "tempo": melody.tempo, "pickup": melody.pickup / q,
+        "notes": [{"pitch": n.pitch, "start": t / q, "duration": n.duration / q,
+                   "fragment": i < fragment_notes}
+                  for n, t, i in zip(heard.notes, heard.onsets(), sources)],
         "abc": abc,
-        "midi": base64.b64encode(to_midi_bytes(melody)).decode("ascii"),
+        "midi": base64.b64encode(to_midi_bytes(heard)).decode("ascii"),
         "svg": renderer.svg(abc, new_from) if len(melody.notes) <= MAX_SVG_NOTES else None,
-        "surprisal": [{"rhythm": _bits(r), "pitch": _bits(p)} for r, p in surprisal],
+        "surprisal": [{"rhythm": _bits(surprisal[i][0]), "pitch": _bits(surprisal[i][1])}
+                      for i in sources if i < len(surprisal)],
         "bits_per_note": _bits(bits_per_note),
     }
 
@@ -208,7 +245,8 @@ def composition_json(comp: Composition, renderer: NotationRenderer) -> dict[str,
     new_from = None
     if 0 < comp.fragment_notes < len(comp.melody.notes):
         new_from = comp.melody.onsets()[comp.fragment_notes] / TICKS_PER_QUARTER
-    out = tune_json(comp.melody, comp.surprisal, comp.bits_per_note, renderer, new_from)
+    out = tune_json(comp.melody, comp.surprisal, comp.bits_per_note, renderer, new_from,
+                    comp.fragment_notes)
     out.update(seed=comp.seed, fragment_notes=comp.fragment_notes)
     return out
 
@@ -216,8 +254,7 @@ def composition_json(comp: Composition, renderer: NotationRenderer) -> dict[str,
 def file_response(comp: Composition, fmt: str) -> Response:
     """The tune as a download: MIDI, ABC or MusicXML, named after its title and seed."""
     m = comp.melody
-    data = {"mid": to_midi_bytes, "abc": lambda x: to_abc([x]).encode(),
-            "musicxml": to_musicxml_bytes}[fmt](m)
+    data = render(m, "." + fmt)
     ctype, ext = FILE_TYPES[fmt]
     stem = re.sub(r"[^a-z0-9]+", "-", (m.title or "tune").lower()).strip("-")[:40] or "tune"
     disposition = f'attachment; filename="{stem}-{comp.seed}.{ext}"'
@@ -469,7 +506,8 @@ def _add_routes(app: FastAPI) -> None:
             melody = _override(read_upload_melody(data, name), req, given)
             check_meter(melody, state.options["meters"], name)
             comp = state.composer.continue_melody(melody, bars=form.bars or 8,
-                                                  keep_bars=form.keep_bars, sampling=req.sampling)
+                                                  keep_bars=form.keep_bars, sampling=req.sampling,
+                                                  form=form.form, tune_type=req.tune_type)
             return file_response(comp, format) if format else JSONResponse(
                 composition_json(comp, state.renderer))
 

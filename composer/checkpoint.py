@@ -141,6 +141,8 @@ def _check_vocab(cfg: ModelConfig, vocab: Vocab, path: Path) -> None:
              ("positions", cfg.n_positions, vocab.n_positions),
              ("meters", cfg.n_meters, len(vocab.meters)), ("modes", cfg.n_modes, len(vocab.modes)),
              ("styles", cfg.n_styles, len(vocab.styles))]
+    if cfg.form != "none":
+        pairs.append(("tune types", cfg.n_types, len(vocab.types)))
     for name, n_model, n_vocab in pairs:
         if n_model != n_vocab:
             raise CheckpointError(f"{path}: the model has {n_model} {name} but the vocabulary "

@@ -50,7 +50,7 @@ class Conformed:
 def default_label(values: list[str], kind: str) -> str:
     """The label used when a tune's own is unknown: 'default'/'major'/'4/4' if known, else the
     first."""
-    preferred = {"style": "default", "mode": "major", "meter": "4/4"}[kind]
+    preferred = {"style": "default", "mode": "major", "meter": "4/4", "type": "other"}[kind]
     return preferred if preferred in values else values[0]
 
 
@@ -82,17 +82,18 @@ def conform(ds: Dataset, vocab: Vocab, indices: np.ndarray, default_style: str |
     encoded: list[EncodedTune] = []
     for i in indices:
         enc = ds.tune(int(i))
-        labels = {k: map_label(getattr(vocab, k + "s"), k, getattr(enc, k))
-                  for k in ("meter", "mode", "style")}
+        own = {"meter": enc.meter, "mode": enc.mode, "style": enc.style, "type": enc.tune_type}
+        labels = {k: map_label(getattr(vocab, k + "s"), k, v) for k, v in own.items()}
         if default_style and enc.style not in vocab.styles:
             labels["style"] = default_style
         for k, v in labels.items():
-            if v != getattr(enc, k):
+            if v != own[k]:
                 seen = out.unknown_labels.setdefault(k, {})
-                seen[getattr(enc, k)] = seen.get(getattr(enc, k), 0) + 1
+                seen[own[k]] = seen.get(own[k], 0) + 1
         try:
             mel = decode(enc, ds.vocab)
-            new = encode(replace(mel, mode=labels["mode"], style=labels["style"]), vocab)
+            new = encode(replace(mel, mode=labels["mode"], style=labels["style"],
+                                 tune_type=labels["type"]), vocab)
         except MusicError:
             out.skipped_tunes += 1
             continue

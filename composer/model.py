@@ -17,7 +17,7 @@ joint: one stack over one token per note, output over all (duration, pitch) pair
 
 Step by step (sampling, continuing, scoring), for both archs:
   state = model.init_state(B)
-  dur_logits, state = model.rhythm_step(step, state)              # step: STEP_KEYS -> [B]
+  dur_logits, state = model.rhythm_step(step, state)              # step: step_keys(cfg) -> [B]
   pitch_logits, state = model.melody_step(step, next_dur, state)  # next_dur: chosen tokens [B]
 and model.prime(batch) runs whole fragments in one pass and returns their final states.
 
@@ -46,7 +46,6 @@ CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 NOTE_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out")  # per step: the current note, positions
 LABEL_KEYS = ("meter", "mode", "style")  # per tune
 FORM_LEVELS = ("none", "position", "lookback")
-STEP_KEYS = NOTE_KEYS + LABEL_KEYS  # what rhythm_step reads (plus form_keys(cfg))
 
 
 def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
@@ -59,6 +58,11 @@ def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
 def label_keys(cfg: "ModelConfig") -> tuple[str, ...]:
     """The per-tune labels a model reads: meter, mode, style, and the tune type with form."""
     return LABEL_KEYS + (("type",) if cfg.form != "none" else ())
+
+
+def step_keys(cfg: "ModelConfig") -> tuple[str, ...]:
+    """What rhythm_step reads: the note inputs, the form inputs and the labels."""
+    return NOTE_KEYS + form_keys(cfg) + label_keys(cfg)
 
 
 @dataclass(kw_only=True)
@@ -265,7 +269,7 @@ class DualModel(_Base):
 
     def rhythm_step(self, step: dict[str, torch.Tensor], state: ModelState
                     ) -> tuple[torch.Tensor, ModelState]:
-        """One step of the rhythm network. step: dict of [B] tensors with STEP_KEYS (the current
+        """One step of the rhythm network. step: dict of [B] tensors with step_keys(cfg) (the current
         note, its position, the next note's position, the labels). Returns the next-duration
         logits [B, n_durations] and the new state (which carries the rhythm hidden for
         melody_step)."""

@@ -79,6 +79,8 @@ class Composer:
             "styles": list(v.styles),
             "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
             "types": list(v.types),
+            "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars")}
+                      for t in v.types for u in [self.forms.usual(t)]},
             "defaults": {"bars": DEFAULT_BARS, "meter": meter, "key": d.key, "mode": mode,
                          "style": self.default_style, "tempo": d.tempo,
                          "temperature": s.temperature, "top_p": s.top_p, "best_of": s.best_of,

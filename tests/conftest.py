@@ -17,6 +17,7 @@ if os.environ.get("CI"):
 
 from composer.dataset import Dataset
 from composer.encoding import Vocab, build_duration_vocab, count_durations, encode
+from composer.form import Form, Part
 from composer.music import Melody, Meter, Note
 
 # (meter, rhythm patterns of one bar in ticks)
@@ -61,15 +62,20 @@ def make_tunes(n: int = 60, seed: int = 0) -> list[Melody]:
         meter = ["6/8", "4/4", "3/4"][i % 3]
         mode = ["major", "minor", "dorian"][(i // 3) % 3]
         style = ["jigs", "airs"][(i // 9) % 2]
-        tunes.append(make_tune(rng, meter, mode, style, bars=rng.choice([4, 8, 8, 16]),
-                               tonic=rng.randrange(12), pickup=rng.random() < 0.3))
+        tune = make_tune(rng, meter, mode, style, bars=rng.choice([4, 8, 8, 16]),
+                         tonic=rng.randrange(12), pickup=rng.random() < 0.3)
+        tune.tune_type = {"6/8": "jig", "4/4": "reel", "3/4": "waltz"}[meter]
+        if tune.complete_bars() == 8 and not tune.pickup:  # two 4-bar parts, each played twice
+            tune.form = Form((Part(4, True, letter="A"), Part(4, True, letter="B")))
+        tunes.append(tune)
     return tunes
 
 
 def build_dataset(tunes: list[Melody]) -> Dataset:
     vocab = Vocab(durations=build_duration_vocab(count_durations(tunes), min_count=1),
                   meters=sorted({str(t.meter) for t in tunes}), modes=sorted({t.mode for t in tunes}),
-                  styles=sorted({t.style for t in tunes}))
+                  styles=sorted({t.style for t in tunes}),
+                  types=sorted({t.tune_type or "other" for t in tunes}))
     encoded = [encode(t, vocab) for t in tunes]
     split = [0 if i % 10 < 8 else (1 if i % 10 == 8 else 2) for i in range(len(tunes))]
     info = [{"title": t.title, "source": "tests", "number": i + 1, "style": t.style,

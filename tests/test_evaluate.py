@@ -29,7 +29,8 @@ def dataset_of(tunes: list[Melody], pitch_low: int = 36, pitch_high: int = 96) -
     vocab = Vocab(durations=build_duration_vocab(count_durations(tunes), min_count=1),
                   meters=sorted({str(t.meter) for t in tunes}),
                   modes=sorted({t.mode for t in tunes}),
-                  styles=sorted({t.style for t in tunes}), pitch_low=pitch_low,
+                  styles=sorted({t.style for t in tunes}),
+                  types=sorted({t.tune_type or "other" for t in tunes}), pitch_low=pitch_low,
                   pitch_high=pitch_high)
     split = [0 if i % 10 < 8 else (1 if i % 10 == 8 else 2) for i in range(len(tunes))]
     return Dataset.from_tunes([encode(t, vocab) for t in tunes], vocab, split)
@@ -51,7 +52,7 @@ def model_dir(tmp_path_factory, tiny_dataset_path) -> str:
     v = Dataset.load(tiny_dataset_path).vocab
     cfg = ModelConfig(n_durations=v.n_durations, n_pitches=v.n_pitches, n_positions=v.n_positions,
                       n_meters=len(v.meters), n_modes=len(v.modes), n_styles=len(v.styles),
-                      hidden=16, layers=1)
+                      n_types=len(v.types), hidden=16, layers=1)
     path = tmp_path_factory.mktemp("model") / "m"
     save_model(path, build_model(cfg), cfg, v)
     return str(path)

@@ -10,7 +10,8 @@ import torch
 
 from composer.checkpoint import (CheckpointError, default_model_dir, load_model, save_model)
 from composer.encoding import END, PAD, Vocab
-from composer.model import (STEP_KEYS, ModelConfig, build_model, count_params, match_joint,
+from composer.formfeatures import feature_sizes
+from composer.model import (ModelConfig, step_keys, build_model, count_params, match_joint,
                             nll_terms)
 
 VOCAB = Vocab(durations=[6, 12, 18, 24, 36, 48], meters=["3/4", "4/4", "6/8"],
@@ -38,7 +39,10 @@ def random_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
              "meter": torch.tensor([i % 3 for i in range(b)]),
              "mode": torch.tensor([(i + 1) % 3 for i in range(b)]),
              "style": torch.tensor([i % 2 for i in range(b)]),
+             "type": torch.tensor([0] * b),
              "lengths": torch.tensor(lengths)}
+    for k, size in feature_sizes(npi, nd).items():  # the form inputs, any valid values
+        batch[k] = torch.randint(0, size, (b, t), generator=g)
     for i, n in enumerate(lengths):
         batch["dur_out"][i, n - 1], batch["pitch_out"][i, n - 1] = END, PAD
         for k in ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out"):
@@ -56,7 +60,7 @@ def test_stepwise_logits_equal_full_sequence_forward(arch, cell):
         dur_full, pitch_full = model(batch)
         state = model.init_state(3)
         for t in range(9):
-            step = {k: batch[k][:, t] if batch[k].dim() == 2 else batch[k] for k in STEP_KEYS}
+            step = {k: batch[k][:, t] if batch[k].dim() == 2 else batch[k] for k in step_keys(model.cfg)}
             dur, state = model.rhythm_step(step, state)
             pitch, state = model.melody_step(step, batch["dur_out"][:, t], state)
             torch.testing.assert_close(dur.log_softmax(-1), dur_full[:, t].log_softmax(-1),
@@ -79,7 +83,7 @@ def test_prime_returns_the_state_after_each_rows_last_step(arch):
         _, _, state = model.prime(fragment)
         for i, c in enumerate(cut):  # one more step for each row, from its own position
             row = torch.tensor([i])
-            step = {k: full[k][row, c] if full[k].dim() == 2 else full[k][row] for k in STEP_KEYS}
+            step = {k: full[k][row, c] if full[k].dim() == 2 else full[k][row] for k in step_keys(model.cfg)}
             dur, s1 = model.rhythm_step(step, state.select(row))
             pitch, _ = model.melody_step(step, full["dur_out"][row, c], s1)
             torch.testing.assert_close(dur.log_softmax(-1)[0], dur_full[i, c].log_softmax(-1),

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from composer.encoding import END, N_SPECIAL, Vocab
 from composer.music import Melody, Meter, MusicError, Note, nearest_shift
 from composer.generate import draw, draw_one, rhythm_plan
+from composer.formfeatures import FORM_KEYS, feature_sizes
+from composer.model import form_keys, label_keys
 from composer.sample import Composer, ComposeRequest, SamplingOptions
 
 from conftest import make_tune
@@ -181,33 +183,38 @@ def test_surprisal_matches_the_score_of_the_same_tune(composer):
 def test_fused_path_matches_the_model_step_api(composer):
     model, fused = composer.model, composer._fused
     assert fused is not None
-    labels = np.array([[0, 1, 1], [2, 0, 0]])
+    labels = np.array([[0, 1, 1, 0], [2, 0, 0, 1]])
     net = fused.batch(2, labels)
     state = model.init_state(2)
     rng = np.random.default_rng(0)
     v = composer.vocab
+    keys = form_keys(model.cfg)
+    assert keys == FORM_KEYS  # the default model reads every form input
+    sizes = feature_sizes(v.n_pitches, v.n_durations)
     with torch.inference_mode():
         for _ in range(6):
             d, p = rng.integers(3, v.n_durations, 2), rng.integers(2, v.n_pitches, 2)
             pi, po = rng.integers(0, 96, 2), rng.integers(0, 96, 2)
             dn = rng.integers(3, v.n_durations, 2)
+            form = np.stack([rng.integers(0, sizes[k], 2) for k in keys], 1)
             step = {"dur_in": torch.tensor(d), "pitch_in": torch.tensor(p),
                     "pos_in": torch.tensor(pi), "pos_out": torch.tensor(po),
-                    "meter": torch.tensor(labels[:, 0]), "mode": torch.tensor(labels[:, 1]),
-                    "style": torch.tensor(labels[:, 2])}
+                    **{k: torch.tensor(labels[:, i]) for i, k in enumerate(label_keys(model.cfg))},
+                    **{k: torch.tensor(form[:, i]) for i, k in enumerate(keys)}}
             lr, state = model.rhythm_step(step, state)
             lm, state = model.melody_step(step, torch.tensor(dn), state)
-            assert np.allclose(net.rhythm(d, p, pi, po), lr.numpy(), atol=1e-5)
+            assert np.allclose(net.rhythm(d, p, pi, po, form), lr.numpy(), atol=1e-5)
             assert np.allclose(net.melody(dn), lm.numpy(), atol=1e-5)
 
 
 def test_fused_single_row_takes_ints_or_arrays(composer):
-    net_a = composer._fused.batch(1, np.array([[1, 1, 0]]))
-    net_b = composer._fused.batch(1, np.array([[1, 1, 0]]))
+    net_a = composer._fused.batch(1, np.array([[1, 1, 0, 0]]))
+    net_b = composer._fused.batch(1, np.array([[1, 1, 0, 0]]))
+    form = np.array([[1, 2, 3, 4, 0, 5, 7, 4, 2, 0, 0, 0]])
     with torch.inference_mode():
         for d, p, pos in ((1, 1, 0), (4, 30, 0), (5, 31, 12)):
-            a = net_a.rhythm(d, p, pos, (pos + 12) % 72).copy()
-            b = net_b.rhythm(*(np.array([x]) for x in (d, p, pos, (pos + 12) % 72)))
+            a = net_a.rhythm(d, p, pos, (pos + 12) % 72, form).copy()
+            b = net_b.rhythm(*(np.array([x]) for x in (d, p, pos, (pos + 12) % 72)), form)
             assert np.array_equal(a, b)
             assert np.array_equal(net_a.melody(4).copy(), net_b.melody(np.array([4])))
 

@@ -42,7 +42,9 @@ function showError(err) {
   box.hidden = !err;
   document.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
   if (err && err.field) {
-    const map = { bars: state.mode === "continue" ? "new-bars" : "bars", keep_bars: "keep-bars" };
+    const cont = state.mode === "continue";
+    const map = { bars: cont ? "new-bars" : "bars", keep_bars: "keep-bars",
+                  form: cont ? "continue-form" : "form-spec" };
     const el = $(map[err.field] || err.field);
     if (el) el.setAttribute("aria-invalid", "true");
   }
@@ -75,6 +77,9 @@ async function loadOptions() {
   fillSelect($("key"), opts.keys, d.key);
   fillSelect($("mode"), opts.modes, d.mode);
   fillSelect($("style"), opts.styles, d.style);
+  for (const t of opts.types || []) $("type").append(new Option(t, t));
+  $("type").addEventListener("change", typeChanged);
+  $("form-spec").addEventListener("input", typeChanged);
   const bars = limit("bars", { min: 1, max: 64 });
   for (const id of ["bars", "new-bars", "keep-bars"]) { $(id).min = bars.min; $(id).max = bars.max; }
   if (d.bars) $("bars").value = d.bars;
@@ -83,6 +88,14 @@ async function loadOptions() {
   $("temperature").max = t.max;
   if (d.temperature) $("temperature").value = d.temperature;
   $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
+}
+
+// A type brings its usual meter and form; with a type or a form, the form sets the bars.
+function typeChanged() {
+  const usual = ((state.options && state.options.forms) || {})[$("type").value];
+  if (usual && usual.meter && (state.options.meters || []).includes(usual.meter)) $("meter").value = usual.meter;
+  $("form-spec").placeholder = usual ? `${usual.form} (usual)` : "e.g. AABB";
+  $("bars").disabled = Boolean($("type").value || $("form-spec").value.trim());
 }
 
 function setTab(mode) {
@@ -105,7 +118,10 @@ function samplingFields() {
 
 function composeFields() {
   const f = samplingFields();
-  f.bars = Number($("bars").value);
+  const form = $("form-spec").value.trim();
+  if ($("type").value) f.type = $("type").value;
+  if (form) f.form = form;
+  if (!f.type && !form) f.bars = Number($("bars").value);
   for (const k of ["meter", "key", "mode", "style"]) if ($(k).value) f[k] = $(k).value;
   if ($("tempo").value) f.tempo = Number($("tempo").value);
   return f;
@@ -150,6 +166,7 @@ async function run(endpoint) {
     if (endpoint === "continue") {
       fields.bars = Number($("new-bars").value);
       if ($("keep-bars").value) fields.keep_bars = Number($("keep-bars").value);
+      if ($("continue-form").value.trim()) fields.form = $("continue-form").value.trim();
     }
     last = { endpoint, fields, file };
   }
@@ -197,6 +214,8 @@ function show(tune, endpoint) {
   chip(`${tune.key} ${tune.mode}`);
   chip(tune.meter);
   chip(`${bars} bars`);
+  if (tune.type && tune.type !== "other") chip(tune.type);
+  if (tune.form && tune.form !== "A") chip(`form ${tune.form}`).id = "form-chip";
   if (tune.style) chip(tune.style);
   if (tune.bits_per_note != null) chip(`${tune.bits_per_note.toFixed(2)} bits/note`, "strong").id = "bits";
   if (tune.seed != null) {
@@ -248,7 +267,7 @@ function bits(tune, i) {
 }
 
 function isFragment(tune, i) {
-  return state.fragmentAll || i < (tune.fragment_notes || 0);
+  return state.fragmentAll || Boolean(tune.notes[i] && tune.notes[i].fragment);
 }
 
 function drawRoll() {
@@ -288,8 +307,8 @@ function drawRoll() {
 
   const all = tune.notes.map((_, i) => bits(tune, i)).filter((b) => b != null);
   const top = Math.max(6, ...all);
-  const frag = tune.fragment_notes || 0;
-  if (frag > 0 && frag < tune.notes.length && !state.fragmentAll) {
+  const frag = (tune.fragment_notes || 0) > 0 ? tune.notes.findIndex((n) => !n.fragment) : -1;
+  if (frag > 0 && !state.fragmentAll) {
     const bx = x(tune.notes[frag].start);
     g.fillStyle = "rgba(47,93,80,0.06)";
     g.fillRect(bx, 0, w - bx, h);

@@ -23,7 +23,7 @@ from .writers import (SOUNDFONT_DIR, find_soundfont, to_json_dict, to_musicxml_b
 
 __all__ = ["DEFAULT_TEMPO", "FORMATS_VERSION", "READ_SUFFIXES", "SOUNDFONT_DIR", "WRITE_SUFFIXES",
            "FormatError", "ParsedTune", "ReadLimits", "choose_grid", "estimate_key", "find_soundfont",
-           "iter_tunes", "read_melody", "read_tunes", "save", "split_abc", "to_abc", "to_json_dict", "to_midi_bytes",
+           "iter_tunes", "read_melody", "read_tunes", "render", "save", "split_abc", "to_abc", "to_json_dict", "to_midi_bytes",
            "to_musicxml_bytes", "to_wav_bytes"]
 
 
@@ -101,6 +101,11 @@ def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) ->
         raise FormatError(f"{Path(filename).name}: no notes")
     detail = f" ({first.detail})" if first.detail else ""
     raise FormatError(f"{Path(filename).name}: {first.error}{detail}")
+
+
+def render(m: Melody, suffix: str) -> bytes:
+    """One melody as the bytes of a file of this suffix (see `save`)."""
+    return _render(m, suffix.lower(), None, None)
 
 
 def _render(m: Melody, suffix: str, surprisal, extra: dict | None) -> bytes:
