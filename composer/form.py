@@ -221,6 +221,8 @@ def form_from_marks(marks: Sequence[MeasureMarks], bar: int, start: int, total: 
         nxt = marks[k + 1] if k + 1 < len(marks) else None
         if m.left == "repeat":
             if here > cut and e1 is None:
+                if opened:
+                    dropped.append("repeat start without an end")
                 close(here, False)
             opened = True
         if m.ending == 1 and e1 is None:

@@ -176,6 +176,27 @@ def test_bad_compose_parameter_is_422_naming_the_field(client, options, field, v
     assert_error(client.post("/api/compose", json=compose_body(options, **{field: value})), 422, field)
 
 
+@pytest.mark.parametrize("body,field", [
+    ({"type": "jog"}, "type"), ({"form": "A0B"}, "form"), ({"form": "XYZ!"}, "form"),
+    ({"form": "A64B64"}, "form"), ({"form": "AABB", "bars": 8}, "form"), ({"type": 3}, "type"),
+])
+def test_bad_type_or_form_is_422_naming_the_field(client, body, field):
+    assert_error(client.post("/api/compose", json={"seed": 1, **body}), 422, field)
+
+
+def test_compose_with_a_type_and_form(client, options):
+    assert "reel" in options["types"] and options["forms"]["reel"]["form"]
+    r = client.post("/api/compose", json={"type": "reel", "form": "A2A2B2B2", "seed": 3})
+    assert r.status_code == 200, r.text
+    tune = r.json()
+    assert tune["form"] == "AABB" and tune["type"] == "reel" and "|:" in tune["abc"]
+    played = sum(n["duration"] for n in tune["notes"]) / 4  # 4/4 bars, as played
+    assert played == 8 and len(tune["surprisal"]) == len(tune["notes"])
+    mid = client.post("/api/compose?format=mid", json={"type": "reel", "form": "A2A2B2B2", "seed": 3})
+    from composer.formats import read_melody
+    assert read_melody(mid.content, "t.mid").complete_bars() == 8
+
+
 def test_bad_json_bodies_are_422(client):
     r = client.post("/api/compose", content=b"{not json", headers={"content-type": "application/json"})
     assert_error(r, 422, None)

@@ -201,6 +201,11 @@ def bad_files(tmp_path_factory) -> Path:
     (["compose", "--top-p", "1.5"], "top_p"),
     (["compose", "--low", "80", "--high", "60"], "low pitch 80 is above high pitch 60"),
     (["compose", "--count", "0"], "count"),
+    (["compose", "--form", "A0B"], "part A has 0 bars"),
+    (["compose", "--form", "XYZ!"], "letters with optional bar counts"),
+    (["compose", "--type", "jog"], "valid types: jig, reel, waltz"),
+    (["compose", "--form", "AABB", "--bars", "8"], "bars or a form"),
+    (["continue", "{bad}/tune.abc", "--form", "A1"], "more than the 1 of the form"),
     (["compose", "-o", "tune.txt"], "unknown output type"),
     (["compose", "-o", "no/such/folder/tune.mid"], "does not exist"),
     (["continue", "missing.mid"], "not found"),
@@ -246,3 +251,30 @@ def test_the_installed_command_prints_abc_and_one_line_errors(tiny_model_dir, tm
     bad = subprocess.run([*cmd, "continue", str(tmp_path / "nothing.mid"), "--model",
                           tiny_model_dir], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+# --- form ------------------------------------------------------------------------------------
+def test_type_and_form_write_repeats_and_midi_as_played(tiny_model_dir, tmp_path):
+    abc, mid = tmp_path / "reel.abc", tmp_path / "reel.mid"
+    args = ["compose", "--type", "reel", "--form", "A4A4B4B4", "--key", "D", "--seed", 5,
+            "--model", tiny_model_dir]
+    _ok([*args, "-o", abc])
+    _ok([*args, "-o", mid])
+    text = abc.read_text()
+    assert "R:reel" in text and "|: " in text and " ::" in text and text.rstrip().endswith(":|")
+    written = read_tunes(abc)[0].melody
+    assert written.form.letters() == "AABB" and written.complete_bars() == 8
+    assert read_melody(mid.read_bytes(), "reel.mid").complete_bars() == 16  # as played
+
+
+def test_continue_an_a_part_with_a_form_writes_the_b_part(tiny_model_dir, tmp_path):
+    a_part = "X:1\nT:A part\nR:jig\nM:6/8\nL:1/8\nK:D\n|:DEF GAB|A3 d3|FED EFA|d3 d3:|\n"
+    (tmp_path / "a.abc").write_text(a_part)
+    out = tmp_path / "tune.abc"
+    _ok(["continue", tmp_path / "a.abc", "--form", "AABB", "--seed", 1, "--model", tiny_model_dir,
+         "-o", out])
+    fragment = read_tunes(tmp_path / "a.abc")[0].melody
+    whole = read_tunes(out)[0].melody
+    assert whole.notes[:len(fragment.notes)] == fragment.notes
+    assert [p.repeat for p in whole.form.parts] == [True, True]
+    assert [p.bars for p in whole.form.parts] == [4, 4]

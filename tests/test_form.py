@@ -1,0 +1,220 @@
+"""Form: reading parts, repeats, endings, phrases and types; the form inputs; writing repeats."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from composer.encoding import Vocab, encode
+from composer.form import (Form, Part, check_type, normalize_type, parse_form, played,
+                           with_endings)
+from composer.formats import read_tunes, render, save, to_abc
+from composer.formfeatures import FORM_KEYS, FormTracker, Layout, form_streams, tune_form
+from composer.music import Melody, Meter, MusicError, Note
+from composer.structure import measure
+
+SLIP_JIG = b"""X: 1126
+T: Roudledum
+R:slip jig
+M:9/8
+L:1/8
+K:D
+Ddd dAG FGE | Ddd dcB cde | def gec d2B |1 ABc dAG FGF:|2 BAF dAF EFA||
+|:BEB BAG F2F | EBB BAF ABc | BEE BAG F2F |1 DED FDF ABc:|2 DED BAF EFA||
+"""
+
+REEL_WITH_PICKUP = b"""X: 2
+T: Pickup reel
+R:Reel
+M:4/4
+L:1/8
+K:G
+DE|:GABc dBAG|FGAB cAFA|GABc dBAG|FAdc BGG2:|
+|:gfga gfed|edef gedB|gfga gfed|edcA BGG2:|
+"""
+
+ESSEN = b"""X:4
+T: Herr und Schildknecht
+R: Ballade, Tod, Unfall, Herr und Knecht
+M: 2/4
+L: 1/16
+K: G
+D2 | G4d3c | B6c2 | B4A4 | G4z2
+G2 | B2B2d2B2 | A2c2B2
+G2 | B2B2d2B2 | A2c2B2
+D2 | G4d3c | B6c2 | B4A4 | G4z2
+"""
+
+
+def one(data: bytes, name: str = "t.abc"):
+    tunes = read_tunes(name, data)
+    assert tunes[0].melody is not None, tunes[0].error
+    return tunes[0]
+
+
+# --- types and form specs ------------------------------------------------------------------
+@pytest.mark.parametrize("field,meter,collection,expected", [
+    ("Double Jig", "6/8", "", "jig"), ("slipjig", "9/8", "", "slip jig"), ("Reel", "4/4", "", "reel"),
+    ("Clog", "2/4", "", "hornpipe"), ("Highland Fling", "4/4", "", "strathspey"),
+    ("Liebes - Lied", "3/4", "essenFolksong", "song"), ("Ballade, Tod", "6/8", "essenFolksong", "song"),
+    ("", "6/8", "", "jig"), ("", "9/8", "miscFolk", "slip jig"), ("", "4/4", "oneills1850", "air"),
+    ("", "4/4", "miscFolk", "other"), ("???", "3/4", "", "other")])
+def test_tune_types_are_normalised(field, meter, collection, expected):
+    assert normalize_type(field, meter, collection) == expected
+
+
+def test_type_names_the_user_types_are_checked():
+    assert check_type("Slip-Jig") == "slip jig"
+    with pytest.raises(MusicError, match="unknown tune type 'jog'; valid types: reel"):
+        check_type("jog")
+
+
+def test_form_specs():
+    aabb = parse_form("AABB", 8)
+    assert [(p.bars, p.repeat, p.letter) for p in aabb.parts] == [(8, True, "A"), (8, True, "B")]
+    assert (aabb.written_bars, aabb.played_bars, aabb.letters()) == (16, 32, "AABB")
+    abac = parse_form("ABAC", 4)
+    assert [p.source for p in abac.parts] == [None, None, 0, None] and not abac.has_repeats
+    assert [p.bars for p in parse_form("A8B4", 2).parts] == [8, 4]
+    assert parse_form("AABA", 8).letters() == "AABA"
+    for bad in ("A0B", "XYZ!", "", "A65", "A8A4"):
+        with pytest.raises(MusicError):
+            parse_form(bad, 8)
+
+
+def test_endings_layout_and_played_order():
+    form = with_endings(parse_form("AABB", 4))
+    assert form.parts[0].ending == form.parts[0].second == 1 and form.written_bars == 10
+    assert form.played() == [0, 1, 2, 3, 0, 1, 2, 4, 5, 6, 7, 8, 5, 6, 7, 9]
+    bars = form.layout()
+    assert [b.ending for b in bars[:5]] == [0, 0, 0, 1, 2]
+    assert bars[4].bar == bars[3].bar == 3  # a second ending replaces the first's bar
+    assert all(a.phrase <= b.phrase for a, b in zip(bars, bars[1:]))
+
+
+# --- reading the form of a written tune -------------------------------------------------------
+def test_abc_endings_make_repeated_parts():
+    t = one(SLIP_JIG)
+    m = t.melody
+    assert m.tune_type == "slip jig" or normalize_type(m.tune_type, "9/8") == "slip jig"
+    assert [(p.bars, p.repeat, p.ending, p.second) for p in m.form.parts] == [(4, True, 1, 1)] * 2
+    assert m.form.letters() == "AABB" and not t.dropped
+
+
+def test_abc_pickup_and_section_pickups_count_from_the_barline():
+    m = one(REEL_WITH_PICKUP).melody
+    assert m.pickup == 24
+    assert [(p.bars, p.repeat) for p in m.form.parts] == [(4, True), (4, True)]
+
+
+def test_unusable_markers_are_counted():
+    abc = REEL_WITH_PICKUP.replace(b"BGG2:|\n|:g", b"BGG2|\n|:g")
+    t = one(abc)
+    assert t.dropped == ["repeat start without an end"]
+
+
+def test_essen_lines_become_phrases():
+    from composer.form import apply_phrase_lines
+
+    t = one(ESSEN)
+    assert t.lines  # where each line starts, in ticks
+    form, ok = apply_phrase_lines(t.melody.form, t.lines, t.melody.meter.bar_ticks,
+                                  t.melody.start_position)
+    assert ok and form.parts[0].phrases == (4, 2, 2, 4)
+
+
+def test_ingest_keeps_forms_types_and_counts_dropped_markers(tmp_path):
+    from composer.corpus import ingest
+    from composer.dataset import Dataset
+
+    bad = (REEL_WITH_PICKUP.replace(b"BGG2:|\n|:g", b"BGG2|\n|:g").replace(b"X: 2", b"X: 3")
+           .replace(b"FGAB", b"FGAc"))  # another tune, not a duplicate
+    (tmp_path / "tunes.abc").write_bytes(SLIP_JIG + b"\n" + REEL_WITH_PICKUP + b"\n" + bad)
+    summary = ingest([str(tmp_path / "tunes.abc")], tmp_path / "d.npz", workers=1,
+                     cache_dir=tmp_path / "cache")
+    assert summary["markers_dropped"] == {"repeat start without an end": 1}
+    assert summary["types"] == {"reel": 2, "slip jig": 1}
+    ds = Dataset.load(tmp_path / "d.npz")
+    assert sorted(f.letters() for f in ds.forms) == ["AABB", "AABB", "ABB"]
+    assert summary["forms"]["reel"]["form"] == "AABB"
+
+
+# --- writing ---------------------------------------------------------------------------------
+def test_abc_and_musicxml_keep_repeats_and_endings(tmp_path):
+    m = one(SLIP_JIG).melody
+    text = to_abc([m])
+    assert "|:" in text and "[1" in text and "[2" in text and ":|" in text
+    for suffix in (".abc", ".musicxml"):
+        path = tmp_path / f"t{suffix}"
+        save([m], path)
+        back = read_tunes(path)[0].melody
+        assert [(n.pitch, n.duration) for n in back.notes] == [(n.pitch, n.duration) for n in m.notes]
+        assert back.form.parts == tuple(replace(p, letter=q.letter) for p, q in
+                                        zip(m.form.parts, back.form.parts))
+
+
+def test_midi_wav_json_are_as_played(tmp_path):
+    m = one(SLIP_JIG).melody
+    heard, sources = played(m)
+    assert heard.total_ticks == m.form.played_bars * m.meter.bar_ticks
+    assert len(heard.notes) > len(m.notes) and heard.form is None
+    assert all(n.pitch == m.notes[i].pitch for n, i in zip(heard.notes, sources))
+    back = read_tunes("t.mid", render(m, ".mid"))[0].melody
+    assert back.complete_bars() == 16  # two parts of 4 bars, each played twice
+    import json
+    doc = json.loads(render(m, ".json"))
+    assert doc["form"] == "AABB" and doc["written_notes"] == len(m.notes)
+    assert len(doc["notes"]) == len(heard.notes)
+
+
+# --- the form inputs -------------------------------------------------------------------------
+def _replay(enc, vocab, form: Form, total: int) -> np.ndarray:
+    """The form inputs as the sampler computes them, note by note."""
+    bar = Meter.parse(enc.meter).bar_ticks
+    ticks = np.array([0, 0, 0] + vocab.durations)[enc.durations.astype(int)]
+    onsets = np.concatenate([[0], np.cumsum(ticks)])
+    tracker = FormTracker(Layout.of(form, bar, enc.start, total), 1)
+    rows = []
+    for j in range(len(ticks) + 1):
+        rows.append(tracker.features(np.array([onsets[j]]))[0])
+        if j < len(ticks):
+            tracker.add(np.array([onsets[j]]), enc.durations[j:j + 1].astype(np.int64),
+                        ticks[j:j + 1], enc.pitches[j:j + 1].astype(np.int64))
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("data", [SLIP_JIG, REEL_WITH_PICKUP, ESSEN])
+def test_tracker_equals_whole_tune_features(data):
+    m = one(data).melody
+    vocab = Vocab(durations=sorted({n.duration for n in m.notes}))
+    enc = encode(m, vocab)
+    total = m.total_ticks
+    whole = form_streams(enc, vocab)
+    assert np.array_equal(_replay(enc, vocab, tune_form(enc, vocab), total),
+                          np.stack([whole[k] for k in FORM_KEYS], 1))
+
+
+def test_look_backs_follow_a_repeated_phrase():
+    bar = [Note(60, 24), Note(62, 24), Note(64, 24), Note(65, 24)]
+    other = [Note(67, 48), Note(65, 48)]
+    notes = bar * 3 + other + bar * 3 + other  # phrase 2 repeats phrase 1
+    m = Melody(notes, Meter(4, 4), form=Form.through(8))
+    vocab = Vocab(durations=[24, 48])
+    f = form_streams(encode(m, vocab), vocab)
+    second = slice(14, 26)  # the notes of phrase 2
+    assert (f["back_phrase_match"][second] == 2).all()
+    assert (f["back_phrase_match"][:14] == 0).all()  # nothing one phrase before phrase 1
+    assert f["phrase_bar"][0] == 0 and f["tune_left"][0] == 7 and f["part_left"][-1] == 0
+
+
+# --- structure measures ----------------------------------------------------------------------
+def test_structure_measures_of_a_tune_built_to_repeat():
+    bar = [Note(62, 24), Note(66, 24), Note(69, 24), Note(66, 24)]
+    turn = [Note(64, 48), Note(62, 48)]
+    notes = bar * 3 + turn + bar * 3 + turn
+    m = Melody(notes, Meter(4, 4), tonic=2, form=Form((Part(8, True),)))
+    r = measure(m)
+    assert r["tonic_ending"] == 1.0 and r["repeat_signs"] == 1.0 and r["cadence"] == 1.0
+    assert r["bar_repeat"] == pytest.approx(6 / 8)  # all but the first bar and the first turn
+    assert r["phrase_sim"] == 1.0 and r["window_recur"] > 0.5
