@@ -25,11 +25,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .form import check_type, parse_form, played
+from .form import parse_form, played
 from .formats import FormatError, ReadLimits, read_melody, render, to_abc, to_midi_bytes
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, key_spelling, normalize_mode,
                     tonic_pitch_class)
 from .notation import NotationRenderer
+from .tunetype import check_type
 from .sample import Composer, ComposeRequest, Composition, SamplingOptions
 
 MAX_UPLOAD_BYTES = 1024 * 1024

@@ -22,8 +22,9 @@ from .dataset import SPLITS, Dataset
 from .files import write_atomic
 from .encoding import (DEFAULT_PITCH_HIGH, DEFAULT_PITCH_LOW, ENCODER_VERSION, Vocab,
                        build_duration_vocab, encode)
-from .form import Form, apply_phrase_lines, form_stats, normalize_type
+from .form import Form, apply_phrase_lines, form_stats
 from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
+from .tunetype import normalize_type
 
 PHRASE_LINE_COLLECTIONS = ("essenFolksong",)  # these write one phrase per line
 EXTENSIONS = (".mid", ".midi", ".abc", ".xml", ".mxl", ".musicxml", ".krn")

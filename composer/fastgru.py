@@ -5,7 +5,9 @@ what costs. This module reads a trained `model.DualModel` (GRU cells) once and t
 - turns the first layers' input projections into table lookups: every input of a step is an
   embedding, and W_ih @ [e1; e2; ...] = sum of (W_ih block @ e_k), so each embedding table is
   multiplied by its block of W_ih once, at load (b_ih folds into the meter rows), and a
-  step's whole first-layer input projection is one embedding-bag sum over those tables;
+  step's whole first-layer input projection is one embedding-bag sum over those tables. The
+  blocks come from the model's own description of its inputs (`model.input_tables`): the
+  note inputs, the form inputs, the labels, in that order;
 - multiplies each cell's new hidden state once by every matrix that reads it, stacked side by
   side: the next layer's W_ih, its own W_hh for the next step, and at the top of the rhythm
   stack the duration head and the melody stack's input block for the rhythm state; the stack

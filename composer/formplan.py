@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .form import Form, Part, check_type, parse_form, with_endings
+from .form import Form, Part, parse_form, with_endings
 from .music import MusicError
+from .tunetype import check_type
 
 # What a type the corpus did not describe gets: two 8-bar parts, each played twice.
 FALLBACK = {"meter": "4/4", "form": "AABB", "part_bars": 8, "endings": 0.0}

@@ -17,15 +17,16 @@ import torch
 
 from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
 from .fastgru import FusedDual, supports
-from .form import Form, normalize_type
+from .form import Form
 from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
 from .formplan import DEFAULT_BARS, TypeForms
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
 from .model import form_keys
 from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
                     normalize_mode, tonic_pitch_class)
-from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore, SamplingOptions,
-                       ScoreReport)
+from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
+                       SamplingOptions, ScoreReport)
+from .tunetype import normalize_type
 
 __all__ = ["Composer", "ComposeRequest", "Composition", "LIMITS", "NoteScore", "SamplingOptions",
            "ScoreReport"]

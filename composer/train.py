@@ -21,6 +21,7 @@ from .checkpoint import (load_training_state, read_json, save_model, save_traini
                          sha256_file, write_atomic, write_json)
 from .dataset import Dataset
 from .encoding import PAD
+from .form import form_stats
 from .formfeatures import FORM_KEYS
 from .model import ModelConfig, bits, build_model, count_params, match_joint, nll_terms
 
@@ -273,6 +274,14 @@ def _resolve(cfg: TrainConfig, data_sha: str) -> tuple[TrainConfig, dict | None]
     return TrainConfig(**{**asdict(cfg), **{k: saved[k] for k in RUN_FIELDS if k in saved}}), meta
 
 
+def type_forms(ds: Dataset) -> dict[str, dict]:
+    """What the training tunes of each type are like: usual meter and form (form.form_stats);
+    composing reads it from the checkpoint."""
+    v = ds.vocab
+    return form_stats([(v.types[ds.type[i]], v.meters[ds.meter[i]], ds.forms[i])
+                       for i in ds.indices("train")])
+
+
 def style_counts(ds: Dataset) -> dict[str, int]:
     """Training tunes per style label; the sampler's default style is the most common one."""
     counts = np.bincount(ds.style[ds.indices("train")], minlength=len(ds.vocab.styles))
@@ -348,7 +357,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
              "data": {"file": Path(cfg.data).name, "sha256": data_sha,
                       "train_sequences": len(train_set), "valid_sequences": len(valid_set),
                       "train_events": train_set.events, "style_counts": style_counts(ds),
-                      "forms": ds.info.get("summary", {}).get("forms", {})}}
+                      "forms": type_forms(ds)}}
 
     def scalars() -> dict:
         return dict(s, elapsed=s["elapsed"] + time.monotonic() - t0, train_config=train_cfg,

@@ -206,3 +206,36 @@ def test_options_drive_the_controls(server, browser):
     page.wait_for_selector("#error:not([hidden])")
     assert "bars" in page.text_content("#error")
     assert page.get_attribute("#bars", "aria-invalid") == "true"
+
+
+def test_a_type_and_form_give_repeats_in_the_notation_and_the_player(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#type').options.length > 1")
+    page.select_option("#type", "jig")
+    assert page.input_value("#meter") == "6/8"  # the type's usual meter
+    assert page.is_disabled("#bars")  # the form sets the bars
+    page.fill("#form-spec", "A2A2B2B2")
+    with page.expect_response("**/api/compose") as resp:
+        page.click("#go")
+    tune = resp.value.json()
+    assert resp.value.status == 200, tune
+    assert tune["form"] == "AABB" and "|:" in tune["abc"]
+    assert "AABB" in page.text_content("#form-chip")
+    written = tune["abc"].count("|") - tune["abc"].count("||")
+    played = sum(n["duration"] for n in tune["notes"]) / 3  # 6/8 bars as played
+    assert played == 8 and written < 2 * 8
+    page.wait_for_function("document.querySelector('#notation').naturalWidth > 0")
+    page.click("#play")
+    page.wait_for_function("Number(document.querySelector('#roll').dataset.current) >= 0", timeout=10000)
+    page.click("#play")
+
+    page.fill("#form-spec", "A0B")
+    with page.expect_response("**/api/compose") as resp:
+        page.click("#go")
+    assert resp.value.status == 422
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    assert page.get_attribute("#form-spec", "aria-invalid") == "true"
+    assert [e for e in errors if "422" not in e] == []
+    page.close()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from composer.encoding import Vocab, encode
-from composer.form import (Form, Part, check_type, normalize_type, parse_form, played,
+from composer.tunetype import check_type, normalize_type
+from composer.form import (Form, Part, parse_form, played,
                            with_endings)
 from composer.formats import read_tunes, render, save, to_abc
 from composer.formfeatures import FORM_KEYS, FormTracker, Layout, form_streams, tune_form
