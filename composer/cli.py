@@ -279,9 +279,11 @@ def train_command(
     arch: str = typer.Option("dual", "--arch", help="dual (rhythm + melody networks) or joint "
                                                      "(one network over (duration, pitch) tokens)."),
     cell: str = typer.Option("gru", "--cell", help="Recurrent cell: gru, lstm or rnn."),
-    form: str = typer.Option("lookback", "--form-inputs", help="What the model reads of the "
+    form: str = typer.Option("cadence", "--form-inputs", help="What the model reads of the "
                              "form: none, position (where each note is in its phrase, part and "
-                             "tune) or lookback (also the notes one phrase and one part back)."),
+                             "tune), lookback (also the notes one phrase and one part back) or "
+                             "cadence (also, for the melody network, whether the next note ends "
+                             "a phrase, a part or the tune)."),
     hidden: int = typer.Option(256, "--hidden", min=1, help="Units per layer (joint: the size is "
                                                             "matched to a dual model of this width)."),
     layers: int = typer.Option(2, "--layers", min=1, help="Recurrent layers per network."),

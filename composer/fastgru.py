@@ -91,7 +91,11 @@ class FusedDual:
             rb, mb = blocks(r[0][0]), blocks(m[0][0])
             d_in = inp.dim
             m_dur_out = m[0][0][:, d_in:d_in + cfg.dur_emb]
-            m_rhythm = m[0][0][:, d_in + cfg.dur_emb:]
+            # what the next note closes, for a model that reads it, comes next
+            closes = getattr(model, "closes", None)
+            after = d_in + cfg.dur_emb + (closes.embedding_dim if closes is not None else 0)
+            m_closes = m[0][0][:, d_in + cfg.dur_emb:after]
+            m_rhythm = m[0][0][:, after:]
             keys = [k for k, _ in slots]
             self.labels = [i for i, k in enumerate(keys) if k in inp.label_keys]
             self.n_form = len(keys) - 4 - len(self.labels)  # note inputs, form inputs, labels
@@ -101,6 +105,10 @@ class FusedDual:
             r_parts = [emb.weight.float() @ rb[i].T + bias(i, r[0][2]) for i, (_, emb) in enumerate(slots)]
             m_parts = [emb.weight.float() @ mb[i].T + bias(i, m[0][2]) for i, (_, emb) in enumerate(slots)]
             m_parts.append(inp.dur.weight.float() @ m_dur_out.T)
+            self.n_next = 1  # melody-only inputs after the shared ones: dur_out (and closes)
+            if closes is not None:
+                m_parts.append(closes.weight.float() @ m_closes.T)
+                self.n_next = 2
             self.r_table, self.m_table = torch.cat(r_parts), torch.cat(m_parts)
             self.offsets = np.cumsum([0] + [len(t) for t in m_parts[:-1]]).astype(np.int64)
             heads = (model.dur_head.weight.float(), model.dur_head.bias.float(),
@@ -144,18 +152,21 @@ class FusedBatch:
         self.labels = labels
         off = net.offsets
         self.off = off
-        n = len(off) - 1  # inputs of the rhythm network; the melody network reads dur_out too
+        n = len(off) - net.n_next  # the rhythm network's inputs; the melody network reads more
+        m = n + net.n_next
         self.r_idx = torch.zeros(rows, n, dtype=torch.long)
-        self.m_idx = torch.zeros(rows, n + 1, dtype=torch.long)
+        self.m_idx = torch.zeros(rows, m, dtype=torch.long)
         self.r_idx_np, self.m_idx_np = self.r_idx.numpy(), self.m_idx.numpy()
         # torch.embedding_bag (the op under F.embedding_bag) on flat indices with fixed offsets
         self.r_flat, self.m_flat = self.r_idx.view(-1), self.m_idx.view(-1)
         self.r_flat_np, self.m_flat_np = self.r_flat.numpy(), self.m_flat.numpy()
         self.off1, self.off2, self.off3, self.off_dur_out = (int(off[i]) for i in (1, 2, 3, n))
+        self.off_closes = int(off[n + 1]) if net.n_next > 1 else 0
+        self.dur_col = n - m  # from the end of a melody row: dur_out, then closes
         self.form_cols = slice(4, 4 + net.n_form)
         self.form_off = off[self.form_cols]
         self.r_offsets = torch.arange(0, rows * n, n)
-        self.m_offsets = torch.arange(0, rows * (n + 1), n + 1)
+        self.m_offsets = torch.arange(0, rows * m, m)
         for k, col in enumerate(net.labels):
             self.r_idx_np[:, col] = self.m_idx_np[:, col] = labels[:, k] + off[col]
         # per cell: the input [2, rows, H + 1] = (g, 1) twice (one copy per half) and the output
@@ -254,13 +265,18 @@ class FusedBatch:
         self._run(self.steps[0], (g[:, :H2], g[:, H2:]))
         return self.dur_logits_np
 
-    def melody(self, dur_out) -> np.ndarray:
-        """The melody step after rhythm() on the same inputs, given the chosen next durations;
-        returns the next-pitch logits [rows, n_pitches] (a view)."""
+    def melody(self, dur_out, closes=None) -> np.ndarray:
+        """The melody step after rhythm() on the same inputs, given the chosen next durations
+        (and what those notes close, for a model that reads it); returns the next-pitch logits
+        [rows, n_pitches] (a view)."""
         if type(dur_out) is int:
-            self.m_flat_np[-1] = dur_out + self.off_dur_out
+            self.m_flat_np[self.dur_col] = dur_out + self.off_dur_out
+            if closes is not None:
+                self.m_flat_np[-1] = closes + self.off_closes
         else:
-            self.m_idx_np[:, -1] = dur_out + self.off_dur_out
+            self.m_idx_np[:, self.dur_col] = dur_out + self.off_dur_out
+            if closes is not None:
+                self.m_idx_np[:, -1] = closes + self.off_closes
         torch.add(torch.embedding_bag(self.net.m_table, self.m_flat, self.m_offsets, False, 0)[0],
                   self.m_from_r, out=self.gi_m0)
         self._run(self.steps[1], None)

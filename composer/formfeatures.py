@@ -16,6 +16,8 @@ and two look-backs, one phrase back (the same bar of the previous phrase) and on
                only sounding there (0: nothing to look back at)
   *_match      0 nothing to look back at, 1 the phrase has left it, 2 every note of the
                phrase so far has matched it (same pitch, same duration, same place).
+The melody network, which knows the next note's duration, also reads
+  closes       what the note ends: 0 nothing, 1 a phrase, 2 a part or an ending, 3 the tune
 `form_streams` computes them for a whole tune at once (training, scoring, priming);
 `FormTracker` computes the same values note by note for a batch of tunes being sampled.
 A test holds the two to the same values.
@@ -33,6 +35,8 @@ FORM_KEYS = ("phrase_bar", "part_bar", "part_left", "tune_left", "part_index", "
              "back_phrase_pitch", "back_phrase_dur", "back_phrase_match",
              "back_part_pitch", "back_part_dur", "back_part_match")
 _CAPS = {"phrase_bar": 8, "part_bar": 16, "part_left": 16, "tune_left": 32, "part_index": 4}
+CLOSES_KEY = "closes"
+CLOSES_SIZE = 4
 LOOK_NONE = 0
 LOOK_SOUNDING = 1
 
@@ -61,6 +65,7 @@ class Layout:
     phrase: np.ndarray  # int64 [bars], non-decreasing
     back: np.ndarray  # int64 [2, bars]: phrase look-back bar, part look-back bar
     jumps: tuple[int, ...] = ()  # ticks where the music jumps when played (part and ending ends)
+    closes: np.ndarray | None = None  # int64 [total + 1]: what a note ending at each tick closes
 
     @classmethod
     def of(cls, form: Form, bar: int, start: int, total: int) -> "Layout":
@@ -83,7 +88,7 @@ class Layout:
         for w, wb in enumerate(written):
             g, p = w + first, parts[wb.part]
             last = len(written) - 1 - w
-            feats[g] = (min(wb.phrase_bar, 7), min(wb.bar, 15), min(p.bars - 1 - wb.bar, 15),
+            feats[g] = (min(wb.phrase_bar, 7), min(wb.bar, 15), min(max(p.bars - 1 - wb.bar, 0), 15),
                         min(last, 31), min(wb.part, 3), _role(p, wb.ending))
             phrase[g] = wb.phrase
             back[0, g] = by_phrase.get((wb.phrase - 1, wb.phrase_bar), -1)
@@ -99,8 +104,14 @@ class Layout:
                 jumps += [w + p.bars - p.ending, w + p.bars]
             w += p.written
             jumps.append(w)
-        return cls(bar, start, total, feats, phrase, back,
-                   tuple(sorted({g * bar - start for g in jumps if 0 < g * bar - start < total})))
+        jumps = tuple(sorted({g * bar - start for g in jumps if 0 < g * bar - start < total}))
+        closes = np.zeros(total + 1, np.int64)
+        for g in range(1, grid):
+            if phrase[g] != phrase[g - 1] and 0 < g * bar - start < total:
+                closes[g * bar - start] = 1
+        closes[list(jumps)] = 2
+        closes[total] = 3
+        return cls(bar, start, total, feats, phrase, back, jumps, closes)
 
     def bar_of(self, t: np.ndarray) -> np.ndarray:
         """Grid bar of ticks `t` (the end of the tune counts as its last bar)."""
@@ -158,6 +169,8 @@ def steps_features(lay: Layout, onsets: np.ndarray, durs: np.ndarray, pitches: n
     t[n] = lay.total if n == 0 or onsets[n] >= lay.total else onsets[n]
     g = lay.bar_of(t)
     out = {k: lay.features[g, i] for i, k in enumerate(FORM_KEYS[:6])}
+    ends = np.minimum(onsets[1:], lay.total)
+    out[CLOSES_KEY] = np.concatenate([lay.closes[ends], [0]])  # the END step closes nothing
     ph = lay.phrase[g]
     seg = np.searchsorted(ph[:n], ph, side="left")  # first note of each step's phrase
     for k, name in enumerate(("phrase", "part")):
@@ -184,9 +197,10 @@ class FormTracker:
     [rows]; add() records the notes then drawn. Keeps, per row, the pitch and duration token
     at every tick written so far (uint8: both vocabularies are far below 256 tokens)."""
 
-    def __init__(self, lay: Layout, rows: int):
+    def __init__(self, lay: Layout, rows: int, closes: bool = False):
         self.lay = lay
         self.rows = rows
+        self.closes = closes  # the model also reads what each note closes (lay.closes)
         self.pitch = np.zeros((rows, lay.total + 1), np.uint8)
         self.dur = np.zeros((rows, lay.total + 1), np.uint8)
         self.bad = np.zeros((rows, 2), np.int64)  # notes of the current phrase that missed
@@ -195,7 +209,7 @@ class FormTracker:
 
     def select(self, rows: np.ndarray) -> "FormTracker":
         new = FormTracker.__new__(FormTracker)
-        new.lay, new.rows = self.lay, len(rows)
+        new.lay, new.rows, new.closes = self.lay, len(rows), self.closes
         new.pitch, new.dur, new.bad, new.phrase = (x[rows] for x in (self.pitch, self.dur, self.bad,
                                                                      self.phrase))
         new.last = tuple(x[rows] for x in self.last) if self.last else ()

@@ -156,7 +156,9 @@ class StepBatch:
         logits, self.state = self.model.rhythm_step(self.step, self.state)
         return logits.float().numpy()
 
-    def melody(self, dur_out) -> np.ndarray:
+    def melody(self, dur_out, closes=None) -> np.ndarray:
+        if closes is not None:
+            self.step["closes"] = torch.from_numpy(np.asarray(closes, np.int64).reshape(-1))
         logits, self.state = self.model.melody_step(
             self.step, torch.from_numpy(np.asarray(dur_out, np.int64).reshape(-1)), self.state)
         return logits.float().numpy()
@@ -206,6 +208,8 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     durs, pits, zr, zp = [], [], [], []
     u: list[float] = []
     form = onset = None
+    closes = None if tracker is None or not tracker.closes else tracker.lay.closes
+    total = 0 if tracker is None else tracker.lay.total
     while True:
         if not u:
             u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
@@ -218,7 +222,7 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         if d == END:
             break
         rem -= ticks[d]
-        z = net.melody(d)[0]
+        z = net.melody(d, None if closes is None else int(closes[total - rem]))[0]
         zp.append(z.copy())
         p = draw_one(z, pitch_bias if rem else last_bias, inv_t, top_p, u.pop(), xp)
         if tracker is not None:
@@ -238,6 +242,8 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     live rows only."""
     bias = plan.bias
     rows = net.rows
+    closes = None if tracker is None or not tracker.closes else tracker.lay.closes
+    total = 0 if tracker is None else tracker.lay.total
     live = np.arange(rows)  # original row of each batch row
     d_in = np.full(rows, begin.dur_in, np.int64)
     p_in = np.full(rows, begin.pitch_in, np.int64)
@@ -263,7 +269,7 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         playing = ~done & ~ending
         p = np.full(len(live), REST)
         if playing.any():
-            z = net.melody(d)
+            z = net.melody(d, None if closes is None else closes[np.minimum(total - after, total)])
             pb = pitch_bias
             last = (after == 0) & playing
             if last.any():  # a tune ends on a note, not a rest

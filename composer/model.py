@@ -39,13 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoding import PAD
-from .formfeatures import FORM_KEYS, feature_sizes
+from .formfeatures import CLOSES_KEY, CLOSES_SIZE, FORM_KEYS, feature_sizes
 
 ARCHS = ("dual", "joint")
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 NOTE_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out")  # per step: the current note, positions
 LABEL_KEYS = ("meter", "mode", "style")  # per tune
-FORM_LEVELS = ("none", "position", "lookback")
+FORM_LEVELS = ("none", "position", "lookback", "cadence")
 
 
 def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
@@ -53,6 +53,11 @@ def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
     if cfg.form == "none":
         return ()
     return FORM_KEYS[:6] if cfg.form == "position" else FORM_KEYS
+
+
+def reads_closes(cfg: "ModelConfig") -> bool:
+    """Whether the melody network also reads what the next note closes (formfeatures)."""
+    return cfg.form == "cadence" and cfg.arch == "dual"
 
 
 def label_keys(cfg: "ModelConfig") -> tuple[str, ...]:
@@ -76,8 +81,9 @@ class ModelConfig:
     n_modes: int
     n_styles: int
     n_types: int = 1
-    form: str = "lookback"  # form inputs: none | position (where in the form) | lookback (and
-    #                         the notes one phrase and one part back); see formfeatures
+    form: str = "cadence"  # form inputs: none | position (where in the form) | lookback (and
+    #                        the notes one phrase and one part back) | cadence (and, for the
+    #                        melody network, what the next note closes); see formfeatures
     arch: str = "dual"
     cell: str = "gru"
     hidden: int = 256
@@ -235,14 +241,25 @@ class DualModel(_Base):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.melody = _rnn(cfg, self.inputs.dim + cfg.dur_emb + cfg.hidden, cfg.hidden)
+        extra = cfg.form_emb if reads_closes(cfg) else 0
+        if extra:  # what the next note closes: known once its duration is
+            self.closes = nn.Embedding(CLOSES_SIZE, cfg.form_emb)
+        self.melody = _rnn(cfg, self.inputs.dim + cfg.dur_emb + extra + cfg.hidden, cfg.hidden)
         self.dur_head = nn.Linear(cfg.hidden, cfg.n_durations)
         self.pitch_head = nn.Linear(cfg.hidden, cfg.n_pitches)
+
+    def _next_note(self, b: dict[str, torch.Tensor], next_dur: torch.Tensor) -> list[torch.Tensor]:
+        """The melody network's inputs about the next note: its duration (and what it closes)."""
+        out = [self.inputs.dur(next_dur)]
+        if reads_closes(self.cfg):
+            out.append(self.closes(b[CLOSES_KEY]))
+        return out
 
     def _streams(self, batch: dict, rstate: Any, mstate: Any, lengths: torch.Tensor | None):
         x = self.drop(self.inputs(batch))
         r_out, rstate = self._run(self.rhythm, x, rstate, lengths)
-        m_in = torch.cat([x, self.drop(self.inputs.dur(batch["dur_out"])), r_out], dim=-1)
+        nxt = [self.drop(e) for e in self._next_note(batch, batch["dur_out"])]
+        m_in = torch.cat([x, *nxt, r_out], dim=-1)
         m_out, mstate = self._run(self.melody, m_in, mstate, lengths)
         return r_out, m_out, rstate, mstate
 
@@ -280,9 +297,10 @@ class DualModel(_Base):
     def melody_step(self, step: dict[str, torch.Tensor], next_dur: torch.Tensor, state: ModelState
                     ) -> tuple[torch.Tensor, ModelState]:
         """One step of the melody network, after rhythm_step on the same `step`, given the chosen
-        next duration tokens [B]. Returns the next-pitch logits [B, n_pitches] and the state."""
+        next duration tokens [B] (and, for a model that reads it, step['closes']: what the note
+        closes). Returns the next-pitch logits [B, n_pitches] and the state."""
         x = self.inputs(step)
-        m_in = torch.cat([x, self.inputs.dur(next_dur), state.top], dim=-1).unsqueeze(1)
+        m_in = torch.cat([x, *self._next_note(step, next_dur), state.top], dim=-1).unsqueeze(1)
         m_out, mstate = self.melody(m_in, state.melody)
         return self.pitch_head(m_out[:, 0]), ModelState(state.rhythm, mstate, None)
 
@@ -375,7 +393,8 @@ def count_params(cfg: ModelConfig) -> int:
     if cfg.arch == "joint":
         classes = cfg.n_durations * cfg.n_pitches
         return embeddings + stack(dim) + (cfg.hidden + 1) * classes
-    return (embeddings + stack(dim) + stack(dim + cfg.dur_emb + cfg.hidden)
+    closes = cfg.form_emb if reads_closes(cfg) else 0
+    return (embeddings + CLOSES_SIZE * closes + stack(dim) + stack(dim + cfg.dur_emb + closes + cfg.hidden)
             + (cfg.hidden + 1) * (cfg.n_durations + cfg.n_pitches))
 
 

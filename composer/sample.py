@@ -21,7 +21,7 @@ from .form import Form
 from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
 from .formplan import DEFAULT_BARS, TypeForms
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
-from .model import form_keys
+from .model import form_keys, reads_closes
 from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
                     normalize_mode, tonic_pitch_class)
 from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
@@ -348,7 +348,7 @@ class Composer:
         """A one-row form tracker that has read the notes of `enc` (a fragment to continue)."""
         if not form_keys(self.cfg):
             return None
-        tracker = FormTracker(lay, 1)
+        tracker = FormTracker(lay, 1, reads_closes(self.cfg))
         t = 0
         for d, p in zip(enc.durations.tolist(), enc.pitches.tolist()):
             onset = np.array([t])
@@ -373,7 +373,7 @@ class Composer:
         holds the form inputs of the notes before `begin` (None: there are none)."""
         lab = np.tile(np.array(labels, np.int64), (rows, 1))
         if form_keys(self.cfg):
-            tracker = (FormTracker(lay, rows) if tracker is None
+            tracker = (FormTracker(lay, rows, reads_closes(self.cfg)) if tracker is None
                        else tracker.select(np.zeros(rows, np.int64)))
         with torch.inference_mode():
             net = (self._fused.batch(rows, lab) if self._fused is not None

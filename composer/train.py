@@ -22,10 +22,11 @@ from .checkpoint import (load_training_state, read_json, save_model, save_traini
 from .dataset import Dataset
 from .encoding import PAD
 from .form import form_stats
-from .formfeatures import FORM_KEYS
+from .formfeatures import CLOSES_KEY, FORM_KEYS
 from .model import ModelConfig, bits, build_model, count_params, match_joint, nll_terms
 
-STREAM_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out") + FORM_KEYS
+STREAM_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out") + FORM_KEYS + (
+    CLOSES_KEY,)
 LABELS = ("meter", "mode", "style", "type")
 RESUME_DIR = "resume"
 # Fields that define the run; on --resume they come from the checkpoint, not the command line.
@@ -46,7 +47,7 @@ class TrainConfig:
     out: str
     arch: str = "dual"
     cell: str = "gru"
-    form: str = "lookback"  # form inputs: none | position | lookback (see model.ModelConfig)
+    form: str = "cadence"  # form inputs: none | position | lookback | cadence (model.ModelConfig)
     hidden: int = 256
     layers: int = 2
     dropout: float = 0.1

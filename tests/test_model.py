@@ -41,7 +41,7 @@ def random_batch(lengths: list[int], seed: int = 0) -> dict[str, torch.Tensor]:
              "style": torch.tensor([i % 2 for i in range(b)]),
              "type": torch.tensor([0] * b),
              "lengths": torch.tensor(lengths)}
-    for k, size in feature_sizes(npi, nd).items():  # the form inputs, any valid values
+    for k, size in {**feature_sizes(npi, nd), "closes": 4}.items():  # form inputs, any values
         batch[k] = torch.randint(0, size, (b, t), generator=g)
     for i, n in enumerate(lengths):
         batch["dur_out"][i, n - 1], batch["pitch_out"][i, n - 1] = END, PAD
@@ -60,7 +60,8 @@ def test_stepwise_logits_equal_full_sequence_forward(arch, cell):
         dur_full, pitch_full = model(batch)
         state = model.init_state(3)
         for t in range(9):
-            step = {k: batch[k][:, t] if batch[k].dim() == 2 else batch[k] for k in step_keys(model.cfg)}
+            step = {k: batch[k][:, t] if batch[k].dim() == 2 else batch[k]
+                    for k in (*step_keys(model.cfg), "closes")}
             dur, state = model.rhythm_step(step, state)
             pitch, state = model.melody_step(step, batch["dur_out"][:, t], state)
             torch.testing.assert_close(dur.log_softmax(-1), dur_full[:, t].log_softmax(-1),
@@ -83,7 +84,8 @@ def test_prime_returns_the_state_after_each_rows_last_step(arch):
         _, _, state = model.prime(fragment)
         for i, c in enumerate(cut):  # one more step for each row, from its own position
             row = torch.tensor([i])
-            step = {k: full[k][row, c] if full[k].dim() == 2 else full[k][row] for k in step_keys(model.cfg)}
+            step = {k: full[k][row, c] if full[k].dim() == 2 else full[k][row]
+                    for k in (*step_keys(model.cfg), "closes")}
             dur, s1 = model.rhythm_step(step, state.select(row))
             pitch, _ = model.melody_step(step, full["dur_out"][row, c], s1)
             torch.testing.assert_close(dur.log_softmax(-1)[0], dur_full[i, c].log_softmax(-1),

@@ -196,15 +196,17 @@ def test_fused_path_matches_the_model_step_api(composer):
             d, p = rng.integers(3, v.n_durations, 2), rng.integers(2, v.n_pitches, 2)
             pi, po = rng.integers(0, 96, 2), rng.integers(0, 96, 2)
             dn = rng.integers(3, v.n_durations, 2)
+            closes = rng.integers(0, 4, 2)
             form = np.stack([rng.integers(0, sizes[k], 2) for k in keys], 1)
             step = {"dur_in": torch.tensor(d), "pitch_in": torch.tensor(p),
                     "pos_in": torch.tensor(pi), "pos_out": torch.tensor(po),
                     **{k: torch.tensor(labels[:, i]) for i, k in enumerate(label_keys(model.cfg))},
-                    **{k: torch.tensor(form[:, i]) for i, k in enumerate(keys)}}
+                    **{k: torch.tensor(form[:, i]) for i, k in enumerate(keys)},
+                    "closes": torch.tensor(closes)}
             lr, state = model.rhythm_step(step, state)
             lm, state = model.melody_step(step, torch.tensor(dn), state)
             assert np.allclose(net.rhythm(d, p, pi, po, form), lr.numpy(), atol=1e-5)
-            assert np.allclose(net.melody(dn), lm.numpy(), atol=1e-5)
+            assert np.allclose(net.melody(dn, closes), lm.numpy(), atol=1e-5)
 
 
 def test_fused_single_row_takes_ints_or_arrays(composer):
@@ -216,7 +218,7 @@ def test_fused_single_row_takes_ints_or_arrays(composer):
             a = net_a.rhythm(d, p, pos, (pos + 12) % 72, form).copy()
             b = net_b.rhythm(*(np.array([x]) for x in (d, p, pos, (pos + 12) % 72)), form)
             assert np.array_equal(a, b)
-            assert np.array_equal(net_a.melody(4).copy(), net_b.melody(np.array([4])))
+            assert np.array_equal(net_a.melody(4, 1).copy(), net_b.melody(np.array([4]), np.array([1])))
 
 
 def test_model_step_path_keeps_the_constraints(composer, tiny_model_dir):
@@ -363,3 +365,31 @@ def test_empty_fragment_and_missing_model_are_clear_errors(composer, tmp_path):
         composer.score(Melody(notes=[]))
     with pytest.raises(CheckpointError, match="not found"):
         Composer.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("req", [
+    dict(tune_type="reel", form="A2A2B2B2"), dict(tune_type="jig", form="ABAC", pickup=12),
+    dict(tune_type="waltz"), dict(bars=5, meter="3/4")])
+def test_sampled_surprisal_equals_score_with_form_inputs(composer, tiny_model_dir, fused, req):
+    """The form inputs fed note by note while sampling are the ones scoring computes for the
+    finished tune: the model gives both the same bits."""
+    c = composer if fused else Composer.load(tiny_model_dir)
+    if not fused:
+        c._fused = None
+    for best_of, count in ((1, 1), (3, 2)):
+        comps = c.compose_many(ComposeRequest(**req, sampling=SamplingOptions(seed=4, best_of=best_of)),
+                               count)
+        for comp in comps:
+            assert c.score(comp.melody).bits_per_note == pytest.approx(comp.bits_per_note, abs=1e-4)
+
+
+def test_a_form_fixes_the_written_bars_and_no_note_crosses_a_part_end(composer):
+    comp = composer.compose(ComposeRequest(tune_type="jig", form="AABBC2", sampling=SamplingOptions(seed=9)))
+    m = comp.melody
+    parts = [(p.bars, p.repeat) for p in m.form.parts]
+    assert parts == [(4, True), (4, True), (2, False)]  # the tiny corpus's jig parts are 4 bars
+    bar = m.meter.bar_ticks
+    assert m.total_ticks == 10 * bar and _crossings_ok(m)
+    ends = {4 * bar, 8 * bar}
+    assert all(not (t < e < t + n.duration) for t, n in zip(m.onsets(), m.notes) for e in ends)
