@@ -92,6 +92,20 @@ def formats_rows(r: dict) -> list[tuple[str, str, str]]:
              "MIDI < 2 ms")]
 
 
+def structure_rows(r: dict) -> list[tuple[str, str, str]]:
+    out = []
+    for x in r["rows"]:
+        g, real = x["generated"], x["real"]
+        ratio = lambda k: g[k] / real[k] if real[k] else float("nan")  # noqa: E731
+        out.append((f"form of {int(g['tunes'])} generated {x['type']}s ({x['meter']} {x['form']}) "
+                    f"against {int(real['tunes'])} real: tonic endings; bar repetition, 8-note "
+                    "windows, phrase similarity as a share of real; near-copies",
+                    f"{g['tonic_ending']:.0%}; {ratio('bar_repeat'):.2f}x, {ratio('window_recur'):.2f}x, "
+                    f"{ratio('phrase_sim'):.2f}x; {x['near_copies']:.0%}",
+                    ">= 75%; 0.6-1.6x, 0.5-1.6x, >= 0.85x; <= 1%"))
+    return out
+
+
 def benches(quick: bool, cores: int) -> list[Bench]:
     corpus = ["--sources", QUICK_CORPUS] if quick else []
     return [
@@ -106,6 +120,9 @@ def benches(quick: bool, cores: int) -> list[Bench]:
               api_rows),
         Bench("markov", "markov_speed.py", ["--notes", "1000000"], 300, markov_rows),
         Bench("formats", "formats_speed.py", ["--repeat", "100"], 120, formats_rows),
+        *([Bench("structure", "structure.py", ["--samples", "40", "--types", "reel,jig,hornpipe",
+                                               "--data", str(FOLK)], 600, structure_rows)]
+          if FOLK.is_file() else []),
     ]
 
 
@@ -144,7 +161,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help=f"cold-ingest {QUICK_CORPUS} instead of the whole default corpus")
     ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help="run only these: ingest train sample api markov formats")
+                    help="run only these: ingest train sample api markov formats structure")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     info = machine()

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> dict:
                       [f"{ds.tunes[i].get('title', '')} ({ds.tunes[i].get('style', '')})" for i in train])
     index_s = time.perf_counter() - t0
     rows = []
+    sampling = {k: getattr(args, k) for k in ("temperature", "top_p") if getattr(args, k) is not None}
     for kind in args.types:
         real = real_tunes(ds, args.split, kind)
         if not real or kind not in composer.vocab.types:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> dict:
             ref = real[i % len(real)]
             req = ComposeRequest(tune_type=kind, key=key_spelling(ref.tonic, ref.mode),
                                  mode=composer._fragment_mode(ref.mode),
-                                 sampling=SamplingOptions(seed=args.seed + i))
+                                 sampling=SamplingOptions(seed=args.seed + i, **sampling))
             comps.append(composer.compose(req).melody)
         compose_s = time.perf_counter() - t0
         meter, form = str(comps[0].meter), comps[0].form.letters()
@@ -75,12 +76,13 @@ def run(args: argparse.Namespace) -> dict:
             "compose_s": round(compose_s, 2),
         })
     return {"model": str(args.model or "models/folk"), "split": args.split, "samples": args.samples,
-            "seed": args.seed, "rows": rows, "index_s": round(index_s, 1)}
+            "seed": args.seed, "sampling": sampling or "defaults", "rows": rows,
+            "index_s": round(index_s, 1)}
 
 
 def table(report: dict) -> str:
     lines = [f"structure on the {report['split']} split, {report['samples']} generated tunes per type "
-             f"(seed {report['seed']}...)", ""]
+             f"(seeds from {report['seed']}, sampling {report['sampling']})", ""]
     head = f"{'type':<10} {'measure':<14} {'generated':>10} {'real':>8} {'same form':>10} {'ratio':>7}"
     lines.append(head)
     for r in report["rows"]:
@@ -102,6 +104,8 @@ def main() -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--temperature", type=float, default=None, help="default: the sampler's")
+    p.add_argument("--top-p", dest="top_p", type=float, default=None, help="default: the sampler's")
     p.add_argument("--types", type=lambda s: [t.strip() for t in s.split(",")], default=list(DEFAULT_TYPES))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

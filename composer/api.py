@@ -90,6 +90,8 @@ class ComposeBody(BaseModel):
                              examples=["reel"])
     form: str | None = Field(None, max_length=64, description="parts as letters with optional bar "
                              "counts, e.g. AABB, ABAC or A8B8 (not with bars)", examples=["AABB"])
+    endings: bool | None = Field(None, description="first and second endings on repeated parts "
+                                 "(unset: as the type's tunes mostly have them)")
 
 
 class ContinueForm(ComposeBody):
@@ -196,7 +198,7 @@ def resolve_request(body: ComposeBody, options: dict[str, Any]) -> ComposeReques
                                   if k in d})
     return ComposeRequest(**{k: d[k] for k in ("bars", "meter", "key", "mode", "style", "tempo")
                              if k in d}, sampling=sampling, tune_type=d.get("type"),
-                          form=d.get("form"))
+                          form=d.get("form"), endings=d.get("endings"))
 
 
 def _field_of(message: str) -> str | None:

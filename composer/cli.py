@@ -152,6 +152,9 @@ def compose_command(
                              help="Parts as letters, each with an optional bar count: AABB, "
                                   "AABA, ABAC, A8B8. A letter twice in a row is one part "
                                   "played twice (repeat signs)."),
+    endings: bool = typer.Option(None, "--endings/--no-endings", show_default="as the type's "
+                                 "tunes mostly have them", help="First and second endings on "
+                                 "each repeated part: the second time through ends differently."),
     meter: str = typer.Option(None, "--meter", show_default="the type's, else 4/4",
                               help="Time signature, e.g. 6/8."),
     key: str = typer.Option("D", "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
@@ -179,7 +182,7 @@ def compose_command(
         opts = _sampling(temperature, top_p, seed, best_of, low, high)
         composer = Composer.load(model)
         req = ComposeRequest(bars=bars, meter=meter, key=key, mode=mode, style=style, tempo=tempo,
-                             sampling=opts, tune_type=tune_type, form=form)
+                             sampling=opts, tune_type=tune_type, form=form, endings=endings)
         comps = composer.compose_many(req, count)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None

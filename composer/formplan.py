@@ -40,9 +40,11 @@ class TypeForms:
             return max(fits)[1]
         return "other" if "other" in self.types else self.types[0]
 
-    def compose_form(self, tune_type: str | None, spec: str | None, bars: int | None) -> Form:
+    def compose_form(self, tune_type: str | None, spec: str | None, bars: int | None,
+                     endings: bool | None = None) -> Form:
         """The form of a new tune: `spec` (letters; parts as long as the type's), else `bars`
-        through-composed, else the type's usual form."""
+        through-composed, else the type's usual form. Repeated parts get first and second
+        endings if `endings`, or (None) where most of the type's repeated parts have them."""
         usual = self.usual(tune_type or "")
         if spec:
             form = parse_form(spec, int(usual["part_bars"]))
@@ -50,7 +52,9 @@ class TypeForms:
             return Form.through(int(bars or DEFAULT_BARS))
         else:
             form = parse_form(usual["form"], int(usual["part_bars"]))
-        return with_endings(form) if usual["endings"] >= ENDINGS_SHARE else form
+        if endings is None:
+            endings = usual["endings"] >= ENDINGS_SHARE
+        return with_endings(form) if endings else form
 
     def continue_form(self, fragment: Form | None, fragment_bars: int, tune_type: str,
                       spec: str | None, bars: int) -> Form:

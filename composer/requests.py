@@ -62,6 +62,8 @@ class ComposeRequest:
     tune_type: str | None = None  # reel, jig, ...; None: the usual type of the meter
     form: str | None = None  # AABB, A8B8, ...; None: through-composed `bars`, or with a type
     #                          and no bars, the type's usual form
+    endings: bool | None = None  # first and second endings on repeated parts; None: as the
+    #                              type's repeated parts mostly have them or not
 
 
 @dataclass

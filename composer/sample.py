@@ -189,7 +189,7 @@ class Composer:
         meter = self._meter(req.meter or (self.forms.usual(given_type)["meter"] if given_type
                                           else DEFAULT_METER))
         tune_type = self._tune_type(given_type, "", meter)
-        form = self.forms.compose_form(given_type, req.form, req.bars)
+        form = self.forms.compose_form(given_type, req.form, req.bars, req.endings)
         try:
             mode = normalize_mode(req.mode)
         except MusicError:

@@ -278,3 +278,13 @@ def test_continue_an_a_part_with_a_form_writes_the_b_part(tiny_model_dir, tmp_pa
     assert whole.notes[:len(fragment.notes)] == fragment.notes
     assert [p.repeat for p in whole.form.parts] == [True, True]
     assert [p.bars for p in whole.form.parts] == [4, 4]
+
+
+def test_endings_give_first_and_second_endings(tiny_model_dir, tmp_path):
+    out = tmp_path / "jig.abc"
+    _ok(["compose", "--type", "jig", "--form", "AABB", "--endings", "--seed", 2,
+         "--model", tiny_model_dir, "-o", out])
+    text = out.read_text()
+    assert text.count("[1") == 2 and text.count("[2") == 2
+    form = read_tunes(out)[0].melody.form
+    assert [(p.bars, p.ending, p.second) for p in form.parts] == [(4, 1, 1), (4, 1, 1)]
