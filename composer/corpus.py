@@ -27,7 +27,6 @@ from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
 from .tunetype import normalize_type
 
 PHRASE_LINE_COLLECTIONS = ("essenFolksong",)  # these write one phrase per line
-EXTENSIONS = (".mid", ".midi", ".abc", ".xml", ".mxl", ".musicxml", ".krn")
 DEFAULT_COLLECTIONS = ("oneills1850", "ryansMammoth", "essenFolksong", "airdsAirs", "miscFolk")
 COLLECTION_PREFIX = "music21:"
 
@@ -98,7 +97,7 @@ def resolve_sources(sources: list[str], style: str | None = None) -> list[Source
         elif path.is_dir():
             label = style or path.resolve().name
             found = sorted(p for p in path.rglob("*")
-                           if p.suffix.lower() in EXTENSIONS and p.is_file())
+                           if p.suffix.lower() in formats.READ_SUFFIXES and p.is_file())
             files += [SourceFile(p, p.relative_to(path).as_posix(), label) for p in found]
         else:
             raise FileNotFoundError(f"no such file or folder: {src}")
@@ -109,7 +108,7 @@ def _collection_files(name: str, style: str | None) -> list[SourceFile]:
     from music21 import corpus
 
     paths = [Path(str(p)) for p in corpus.getComposer(name)] if name else []
-    paths = sorted(p for p in paths if p.suffix.lower() in EXTENSIONS)
+    paths = sorted(p for p in paths if p.suffix.lower() in formats.READ_SUFFIXES)
     if not paths:
         raise CorpusError(f"unknown music21 collection {name!r}; valid collections: "
                           f"{', '.join(collection_names())}")
@@ -186,7 +185,7 @@ def parse_units(units: list[tuple[int, str, bytes]]) -> list[tuple[int, list[dic
         try:
             tunes = [tune_to_dict(t) for t in formats.read_tunes(name, data)]
         except Exception as e:  # the reader should not raise; never let one file stop the ingest
-            tunes = [_failed("parse error", _short(e))]
+            tunes = [_failed("parse error", formats.one_line(e))]
         out.append((uid, tunes))
     return out
 
@@ -204,10 +203,6 @@ def _exit_with_parent(parent: int) -> None:
 
 def _failed(reason: str, detail: str = "") -> dict:
     return {"number": None, "title": "", "error": reason, "detail": detail, "melody": None}
-
-
-def _short(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}".splitlines()[0][:200]
 
 
 def split_abc(data: bytes, per_chunk: int) -> list[bytes]:
@@ -414,7 +409,7 @@ def _select(files: list[SourceFile], parsed: list[list[dict]], opts: IngestOptio
                 mel = melody_from_dict(d, sf.style) if reason is None and sig not in seen else None
             except (MusicError, KeyError, TypeError, ValueError) as e:
                 reason = "unsupported meter" if "meter" in str(e) else "parse error"
-                rec.skip(reason, where, _short(e))
+                rec.skip(reason, where, formats.one_line(e))
                 continue
             if reason is None and sig in seen:
                 reason = "duplicate"
@@ -443,7 +438,7 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
     workers = max(1, workers or os.cpu_count() or 1)
     files = resolve_sources(list(sources or []), style)
     if not files:
-        raise CorpusError(f"no {'/'.join(EXTENSIONS)} files in {', '.join(sources or [])}")
+        raise CorpusError(f"no {'/'.join(formats.READ_SUFFIXES)} files in {', '.join(sources or [])}")
     parsed, hits = read_sources(files, cache, workers, opts, progress)
     rec = _Record()
     kept = _select(files, parsed, opts, rec)
@@ -512,7 +507,7 @@ def _encode_all(kept: list[tuple[Melody, dict]], opts: IngestOptions, rec: _Reco
         try:
             enc = encode(mel, work, snap=True)
         except MusicError as e:
-            rec.skip("rhythm not representable", f"{meta['source']}#{meta['number']}", _short(e))
+            rec.skip("rhythm not representable", f"{meta['source']}#{meta['number']}", formats.one_line(e))
             continue
         snapped += not allowed.issuperset(n.duration for n in mel.notes)
         enc_tunes.append(enc)

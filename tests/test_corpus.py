@@ -192,7 +192,7 @@ def test_rare_meter_dropped(tmp_path):
     ("does/not/exist", "no such file or folder"),
     ("music21:nosuchcollection", "oneills1850"),
     ("EMPTY", "no tunes kept"),
-    ("TEXT", "no .mid/"),
+    ("TEXT", "no .abc/.mid/"),
 ])
 def test_cli_bad_sources_exit_2_with_one_line(tmp_path, source, words):
     if source == "EMPTY":
