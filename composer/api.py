@@ -164,8 +164,10 @@ def _key_name(name: str) -> str:
     return name
 
 
-def resolve_request(body: ComposeBody, options: dict[str, Any]) -> ComposeRequest:
-    """A ComposeRequest from the body, checked against the loaded model, defaults filled in."""
+def resolve_request(body: ComposeBody, options: dict[str, Any], new_tune: bool = True
+                    ) -> ComposeRequest:
+    """A ComposeRequest from the body, checked against the loaded model, defaults filled in.
+    For a continuation (`new_tune` False) `bars` counts new bars, which a form may replace."""
     d = {**options.get("defaults", {}), **body.model_dump(exclude_none=True)}
     for name, parse in (("meter", lambda v: str(Meter.parse(v))), ("key", _key_name),
                         ("mode", normalize_mode)):
@@ -185,7 +187,7 @@ def resolve_request(body: ComposeBody, options: dict[str, Any]) -> ComposeReques
     if "type" in given or "form" in given:  # the form and the type's meter replace the defaults
         d = {k: v for k, v in d.items() if k not in ("bars", "meter") or k in given}
     if "form" in given:
-        if "bars" in given:
+        if "bars" in given and new_tune:
             raise APIError(422, "give bars or a form, not both: the form sets the bars", "form")
         try:
             written = parse_form(given["form"], 8).written_bars
@@ -327,6 +329,8 @@ async def run_job(request: Request, fn: Callable[[], Any], bad_input: int = 422)
         try:
             return fn()
         except MusicError as e:
+            if e.field:  # an option at fault, whatever the file
+                raise APIError(422, str(e), e.field) from None
             name = _field_of(str(e)) if bad_input == 422 else "file"
             raise APIError(bad_input, str(e), name) from None
 
@@ -501,7 +505,7 @@ def _add_routes(app: FastAPI) -> None:
         that are the user's own. Same JSON as /api/compose, or the file with `?format=`."""
         state = request.app.state
         data = await read_upload(file)
-        req = resolve_request(form, state.options)
+        req = resolve_request(form, state.options, new_tune=False)
         given = form.model_dump(exclude_none=True)
 
         def run() -> Response:

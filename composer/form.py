@@ -283,12 +283,13 @@ def parse_form(spec: str, part_bars: int) -> Form:
     text = (spec or "").replace(" ", "")
     if not re.fullmatch(r"([A-Za-z]\d*)+", text):
         raise MusicError(f"form {spec!r} is not letters with optional bar counts, "
-                         "e.g. AABB, ABAC or A8B8")
+                         "e.g. AABB, ABAC or A8B8", field="form")
     items = [(m.group(1).upper(), int(m.group(2)) if m.group(2) else part_bars)
              for m in re.finditer(r"([A-Za-z])(\d*)", text)]
     for letter, bars in items:
         if not 1 <= bars <= 64:
-            raise MusicError(f"form {spec!r}: part {letter} has {bars} bars; a part has 1..64")
+            raise MusicError(f"form {spec!r}: part {letter} has {bars} bars; a part has 1..64",
+                             field="form")
     parts: list[Part] = []
     first_of: dict[str, int] = {}
     i = 0
@@ -298,12 +299,12 @@ def parse_form(spec: str, part_bars: int) -> Form:
         source = first_of.get(letter)
         if source is not None and parts[source].bars != bars:
             raise MusicError(f"form {spec!r}: part {letter} has {parts[source].bars} bars "
-                             f"and then {bars}")
+                             f"and then {bars}", field="form")
         first_of.setdefault(letter, len(parts))
         parts.append(Part(bars, repeat, letter=letter, source=source))
         i += 2 if repeat else 1
     if len(parts) > 16:
-        raise MusicError(f"form {spec!r} has {len(parts)} parts; at most 16")
+        raise MusicError(f"form {spec!r} has {len(parts)} parts; at most 16", field="form")
     return Form(tuple(parts))
 
 

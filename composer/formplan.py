@@ -70,13 +70,14 @@ class TypeForms:
         if not marked:
             if target.written_bars < fragment_bars:
                 raise MusicError(f"the fragment has {fragment_bars} bars, more than the "
-                                 f"{target.written_bars} of the form {spec}")
+                                 f"{target.written_bars} of the form {spec}", field="form")
             return target
         have = list(fragment.parts)
         if len(target.parts) <= len(have):
             if spec:
                 raise MusicError(f"the fragment already has {len(have)} parts; the form "
-                                 f"{spec} has {len(target.parts)}, so there is nothing to add")
+                                 f"{spec} has {len(target.parts)}, so there is nothing to add",
+                                 field="form")
             target = Form(tuple(have) + (Part(part_bars, True, letter=_next_letter(have)),))
         added = [p for p in target.parts[len(have):]]
         return Form(tuple(have + added))

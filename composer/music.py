@@ -40,7 +40,13 @@ KEYS = ("C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", 
 
 
 class MusicError(ValueError):
-    """A value that is not valid music (unknown key, mode or meter, impossible rhythm)."""
+    """A value that is not valid music (unknown key, mode or meter, impossible rhythm).
+
+    `field` names the request option at fault where one is (the API answers 422 for it)."""
+
+    def __init__(self, message: str = "", field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def tonic_pitch_class(name: str) -> int:

@@ -45,5 +45,6 @@ def check_type(name: str, known: Sequence[str] = TUNE_TYPES) -> str:
     """A tune type as the user wrote it ('Slip-Jig'), normalised; MusicError if unknown."""
     key = " ".join(re.sub(r"[-_]+", " ", (name or "").strip().lower()).split())
     if key not in known:
-        raise MusicError(f"unknown tune type {name!r}; valid types: {', '.join(known)}")
+        raise MusicError(f"unknown tune type {name!r}; valid types: {', '.join(known)}",
+                         field="type")
     return key

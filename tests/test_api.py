@@ -400,3 +400,17 @@ def test_no_compose_body_gives_500(client, body):
 def test_no_upload_gives_500(client, data, name):
     r = client.post("/api/score", files=upload(data, name))
     assert r.status_code in (200, 400), r.text
+
+
+def test_continue_an_a_part_to_a_form(client):
+    a_part = b"X:1\nT:A part\nR:jig\nM:6/8\nL:1/8\nK:D\n|:DEF GAB|A3 d3|FED EFA|d3 d3:|\n"
+    r = client.post("/api/continue", files={"file": ("a.abc", a_part, "text/plain")},
+                    data={"form": "AABB", "bars": "8", "seed": "2"})
+    assert r.status_code == 200, r.text
+    tune = r.json()
+    assert tune["form"] == "AABB" and tune["abc"].count("|:") >= 1
+    own = [n for n in tune["notes"] if n["fragment"]]
+    assert len(own) == 2 * tune["fragment_notes"]  # the A part, played twice
+    bad = client.post("/api/continue", files={"file": ("a.abc", a_part, "text/plain")},
+                      data={"form": "A1"})
+    assert_error(bad, 422, "form")
