@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> dict:
                       [f"{ds.tunes[i].get('title', '')} ({ds.tunes[i].get('style', '')})" for i in train])
     index_s = time.perf_counter() - t0
     rows = []
-    sampling = {k: getattr(args, k) for k in ("temperature", "top_p") if getattr(args, k) is not None}
+    sampling = {k: getattr(args, k) for k in ("temperature", "top_p", "best_of")
+                if getattr(args, k) is not None}
     for kind in args.types:
         real = real_tunes(ds, args.split, kind)
         if not real or kind not in composer.vocab.types:
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> dict:
         comps, t0 = [], time.perf_counter()
         for i in range(args.samples):
             ref = real[i % len(real)]
-            req = ComposeRequest(tune_type=kind, key=key_spelling(ref.tonic, ref.mode),
+            req = ComposeRequest(tune_type=kind, key=key_spelling(ref.tonic, ref.mode), endings=args.endings,
                                  mode=composer._fragment_mode(ref.mode),
                                  sampling=SamplingOptions(seed=args.seed + i, **sampling))
             comps.append(composer.compose(req).melody)
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
             "compose_s": round(compose_s, 2),
         })
     return {"model": str(args.model or "models/folk"), "split": args.split, "samples": args.samples,
-            "seed": args.seed, "sampling": sampling or "defaults", "rows": rows,
+            "seed": args.seed, "sampling": sampling or "defaults", "endings": args.endings, "rows": rows,
             "index_s": round(index_s, 1)}
 
 
@@ -106,6 +107,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--temperature", type=float, default=None, help="default: the sampler's")
     p.add_argument("--top-p", dest="top_p", type=float, default=None, help="default: the sampler's")
+    p.add_argument("--best-of", dest="best_of", type=int, default=None, help="default: the sampler's")
+    p.add_argument("--endings", action="store_true", default=None,
+                   help="first and second endings on repeated parts (default: the type's usual)")
     p.add_argument("--types", type=lambda s: [t.strip() for t in s.split(",")], default=list(DEFAULT_TYPES))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
