@@ -261,7 +261,7 @@ def test_type_and_form_write_repeats_and_midi_as_played(tiny_model_dir, tmp_path
     _ok([*args, "-o", abc])
     _ok([*args, "-o", mid])
     text = abc.read_text()
-    assert "R:reel" in text and "|: " in text and " ::" in text and text.rstrip().endswith(":|")
+    assert "R:reel" in text and text.count("|: ") == 2 and " :|\n|: " in text and text.rstrip().endswith(":|")
     written = read_tunes(abc)[0].melody
     assert written.form.letters() == "AABB" and written.complete_bars() == 8
     assert read_melody(mid.read_bytes(), "reel.mid").complete_bars() == 16  # as played

@@ -277,17 +277,20 @@ def _abc_tune(m: Melody, number: int) -> str:
             run_left = max(0, run_left - 1) if in_run else 0
         if marks[b].ending_starts:
             body.append(f"[{marks[b].ending} ")
-        body.append("".join(out) + _barline(marks, b) + ("\n" if marks[b].line_ends else " "))
+        barline = _barline(marks, b)
+        body.append("".join(out) + barline + (
+            "\n" if marks[b].line_ends and not barline.endswith("|:") else " "))
     return "\n".join(lines) + "\n" + "".join(body).rstrip() + "\n"
 
 
 def _barline(marks: list, b: int) -> str:
-    """The barline after bar b: |, ||, :|, |: or :: as the form says, |] at the end."""
+    """The barline after bar b: |, ||, :|, |: as the form says, |] at the end; between two
+    repeated parts :| ends a line and |: starts the next (engravers draw :: poorly)."""
     here, nxt = marks[b], marks[b + 1] if b + 1 < len(marks) else None
     if nxt is None:
         return " :|" if here.closes == "repeat" else " |]"
     if here.closes == "repeat":
-        return " ::" if nxt.opens_repeat else " :|"
+        return " :|\n|:" if nxt.opens_repeat else " :|"
     if nxt.opens_repeat:
         return " |:"
     return " ||" if here.closes == "part" else " |"
