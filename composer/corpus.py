@@ -22,7 +22,7 @@ from .dataset import SPLITS, Dataset
 from .files import write_atomic
 from .encoding import (DEFAULT_PITCH_HIGH, DEFAULT_PITCH_LOW, ENCODER_VERSION, Vocab,
                        build_duration_vocab, encode)
-from .form import Form, apply_phrase_lines, form_stats
+from .form import Form, apply_phrase_lines, bars_after_pickup, form_stats
 from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
 from .tunetype import normalize_type
 
@@ -164,7 +164,7 @@ def _with_form(mel: Melody, t: dict, source: str, rec: "_Record") -> Melody:
     mel.tune_type = normalize_type(mel.tune_type, str(mel.meter), collection)
     rec.markers.update(t.get("dropped") or [])
     bar = mel.meter.bar_ticks
-    bars = -(-(mel.start_position + mel.total_ticks) // bar) - (1 if mel.start_position else 0)
+    bars = bars_after_pickup(mel.start_position, mel.total_ticks, bar)
     if mel.form is None or mel.form.written_bars != bars:
         if mel.form is not None:
             rec.markers["form that does not fit the bars"] += 1

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
-from .music import MusicError
+from .music import MusicError, Note
 
 PHRASE_BARS = 4  # phrase length where nothing in the source marks phrases
 SIMILAR_REPEAT = 0.9  # similarity to an earlier part at or above which a part repeats it
@@ -135,6 +136,12 @@ class Form:
 
 # --- the form of a written tune --------------------------------------------------------------
 
+def bars_after_pickup(start: int, ticks: int, bar: int) -> int:
+    """How many bars after the pickup bar (if any) `ticks` of music reach into, starting at
+    position `start` in a bar of `bar` ticks: what a form of those notes must have."""
+    return -(-(start + ticks) // bar) - (1 if start else 0)
+
+
 @dataclass(frozen=True)
 class MeasureMarks:
     """What a source writes around one measure: its start (ticks from the first note, on the
@@ -233,7 +240,7 @@ def apply_phrase_lines(form: Form, line_ticks: Sequence[int], bar: int, start: i
     """Phrases where the source starts its lines (ticks from the first note); a line that
     starts inside a bar starts its phrase at the next barline. False where they do not fit."""
     first = 1 if start else 0
-    return _phrases_from_lines(form, [-(-(start + t) // bar) - first for t in line_ticks if t > 0])
+    return _phrases_from_lines(form, [bars_after_pickup(start, t, bar) for t in line_ticks if t > 0])
 
 
 def part_contents(form: Form, onsets: Sequence[int], notes: Sequence, bar: int, start: int
@@ -318,8 +325,6 @@ def with_endings(form: Form, bars: int = 1) -> Form:
 def _usual_form(items: list) -> str:
     """The most common form (letters, variations as repeats), among the tunes written with
     repeat signs where at least a third of them are: the form as usually played."""
-    from collections import Counter
-
     repeated = [f for _, f in items if f.has_repeats]
     pool = repeated if 3 * len(repeated) >= len(items) else [f for _, f in items]
     return Counter(f.letters().replace("'", "") for f in pool).most_common(1)[0][0]
@@ -328,8 +333,6 @@ def _usual_form(items: list) -> str:
 def form_stats(tunes: Sequence[tuple[str, object, Form]]) -> dict[str, dict]:
     """Per tune type, from (type, meter, form) of each tune: how many, the usual meter, the
     usual form (letters) and part length, and how often parts repeat and have endings."""
-    from collections import Counter
-
     by_type: dict[str, list] = {}
     for kind, meter, form in tunes:
         by_type.setdefault(kind, []).append((str(meter), form))
@@ -353,13 +356,11 @@ def played(melody) -> tuple[object, list[int]]:
     that runs over a jump is cut there). Returns the played melody (one part, no repeats) and,
     per played note, the index of the written note it comes from. A melody without repeats,
     or whose form does not fit its bars, is returned as it is."""
-    from .music import Note
-
     form, bar, start = melody.form, melody.meter.bar_ticks, melody.start_position
     total, first = melody.total_ticks, 1 if start else 0
     identity = list(range(len(melody.notes)))
     if form is None or not form.has_repeats or (
-            form.written_bars != -(-(start + total) // bar) - first):
+            form.written_bars != bars_after_pickup(start, total, bar)):
         return melody, identity
     spans: list[list[int]] = []
     for w in form.played():
@@ -370,11 +371,7 @@ def played(melody) -> tuple[object, list[int]]:
             spans[-1][1] = b
         else:
             spans.append([a, b])
-    notes, sources, onset = [], [], 0
-    onsets = []
-    for n in melody.notes:
-        onsets.append(onset)
-        onset += n.duration
+    notes, sources, onsets = [], [], melody.onsets()
     for a, b in spans:
         for i, (t, n) in enumerate(zip(onsets, melody.notes)):
             lo, hi = max(t, a), min(t + n.duration, b)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .form import Form
+from .form import Form, bars_after_pickup
 
 FORM_KEYS = ("phrase_bar", "part_bar", "part_left", "tune_left", "part_index", "role",
              "back_phrase_pitch", "back_phrase_dur", "back_phrase_match",
@@ -141,7 +141,7 @@ def tune_form(enc, vocab, total: int | None = None) -> Form:
 
     bar = Meter.parse(enc.meter).bar_ticks
     total = tune_ticks(enc, vocab) if total is None else total
-    return Form.through(max(1, -(-(enc.start + total) // bar) - (1 if enc.start else 0)))
+    return Form.through(max(1, bars_after_pickup(enc.start, total, bar)))
 
 
 def form_streams(enc, vocab, form: Form | None = None, total: int | None = None

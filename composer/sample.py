@@ -17,7 +17,7 @@ import torch
 
 from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
 from .fastgru import FusedDual, supports
-from .form import Form
+from .form import Form, bars_after_pickup
 from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
 from .formplan import DEFAULT_BARS, TypeForms
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
@@ -264,7 +264,7 @@ class Composer:
         bar, start = meter.bar_ticks, enc.start
         first = 1 if start else 0
         frag_ticks = tune_ticks(enc, self.vocab)
-        frag_bars = -(-(start + frag_ticks) // bar) - first
+        frag_bars = bars_after_pickup(start, frag_ticks, bar)
         fitted = frag.form if frag.form is not None and frag.form.written_bars == frag_bars else None
         target = self.forms.continue_form(fitted, frag_bars, kind, form, bars)
         total = (first + target.written_bars) * bar - start
@@ -311,8 +311,7 @@ class Composer:
         enc = encode(replace(melody, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
         total = tune_ticks(enc, self.vocab)
         form = tune_form(enc, self.vocab, total)
-        first = 1 if enc.start else 0
-        if form.written_bars != -(-(enc.start + total) // meter.bar_ticks) - first:
+        if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
             form = tune_form(replace(enc, form=None), self.vocab, total)
         s = self._steps(enc, form, total)
         batch = {k: torch.from_numpy(v).view(1, -1) for k, v in s.items()}
