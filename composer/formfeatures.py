@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .form import Form, bars_after_pickup
+from .music import Meter
 
 FORM_KEYS = ("phrase_bar", "part_bar", "part_left", "tune_left", "part_index", "role",
              "back_phrase_pitch", "back_phrase_dur", "back_phrase_match",
@@ -137,8 +138,6 @@ def tune_form(enc, vocab, total: int | None = None) -> Form:
     """An encoded tune's form, or one part over all its bars where it has none."""
     if enc.form is not None:
         return enc.form
-    from .music import Meter
-
     bar = Meter.parse(enc.meter).bar_ticks
     total = tune_ticks(enc, vocab) if total is None else total
     return Form.through(max(1, bars_after_pickup(enc.start, total, bar)))
@@ -149,8 +148,6 @@ def form_streams(enc, vocab, form: Form | None = None, total: int | None = None
     """The form inputs of every step of an encoded tune (n notes: n + 1 steps, the last
     predicting END), as int64 arrays keyed by FORM_KEYS. `form` and `total` (ticks) default
     to the tune's own; a fragment being continued passes those of the whole tune to be."""
-    from .music import Meter
-
     dur_ticks = np.array([0] * 3 + list(vocab.durations), np.int64)[np.asarray(enc.durations, np.int64)]
     onsets = np.concatenate([[0], np.cumsum(dur_ticks)]).astype(np.int64)
     total = int(onsets[-1]) if total is None else int(total)

@@ -17,6 +17,7 @@ import torch
 
 from .encoding import END, N_SPECIAL, REST, Vocab
 from .formfeatures import FormTracker
+from .model import form_keys
 from .music import Meter
 
 _CHUNK = 64  # steps of uniforms drawn at a time
@@ -136,7 +137,7 @@ class StepBatch:
         self.label_rows = np.ascontiguousarray(labels, np.int64)
         lab = torch.from_numpy(self.label_rows)
         self.labels = {k: lab[:, i] for i, k in enumerate(model.inputs.label_keys)}
-        self.form_keys = [k for k, _ in model.inputs.slots()[4:] if k not in self.labels]
+        self.form_keys = form_keys(model.cfg)
         self.step: dict = {}
 
     def select(self, rows: np.ndarray) -> "StepBatch":
@@ -214,7 +215,7 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         if not u:
             u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
         if tracker is not None:
-            onset = np.array([tracker.lay.total - rem])
+            onset = np.array([total - rem])
             form = tracker.features(onset)
         z = net.rhythm(d, p, pos_in, pos_out, form)[0]
         zr.append(z.copy())
@@ -258,7 +259,7 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         k = step % _CHUNK
         if k == 0:
             u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
-        form = None if tracker is None else tracker.features(tracker.lay.total - rem)
+        form = None if tracker is None else tracker.features(total - rem)
         z = net.rhythm(d_in, p_in, pos_in, pos_out, form)
         d = draw(z, bias[rem], inv_t, top_p, u[k, 0, live])
         rb = bits(z, d)
@@ -279,7 +280,7 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
             log.append((live[playing], d[playing], p[playing], rb[playing],
                         bits(z, p)[playing]))
         if tracker is not None:
-            tracker.add(tracker.lay.total - rem, d, np.where(playing, tick, 0), p)
+            tracker.add(total - rem, d, np.where(playing, tick, 0), p)
         done |= ending
         if done.all():
             break

@@ -371,16 +371,19 @@ class Composer:
         """Sample `rows` continuations of `begin` in one batch (see generate.sample); `tracker`
         holds the form inputs of the notes before `begin` (None: there are none)."""
         lab = np.tile(np.array(labels, np.int64), (rows, 1))
-        if form_keys(self.cfg):
-            tracker = (FormTracker(lay, rows, reads_closes(self.cfg)) if tracker is None
-                       else tracker.select(np.zeros(rows, np.int64)))
+        if not form_keys(self.cfg):
+            tracker = None
+        elif tracker is None:
+            tracker = FormTracker(lay, rows, reads_closes(self.cfg))
+        else:
+            tracker = tracker.select(np.zeros(rows, np.int64))
         with torch.inference_mode():
             net = (self._fused.batch(rows, lab) if self._fused is not None
                    else StepBatch(self.model, rows, lab))
             if begin.state is not None:
                 net.load_state(begin.state.select(torch.zeros(rows, dtype=torch.long)))
         return sample(net, begin, plan, meter.bar_ticks, self._ticks, pitch_bias,
-                      opts.temperature, opts.top_p, seed, tracker if form_keys(self.cfg) else None)
+                      opts.temperature, opts.top_p, seed, tracker)
 
 
 # --- helpers ---------------------------------------------------------------------------------
