@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .form import parse_form, played
 from .formats import FormatError, ReadLimits, read_melody, render, to_abc, to_midi_bytes
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, key_spelling, normalize_mode,
-                    tonic_pitch_class)
+                    quarters_to_ticks, tonic_pitch_class)
 from .notation import NotationRenderer
 from .tunetype import check_type
 from .sample import Composer, ComposeRequest, Composition, SamplingOptions
@@ -92,6 +92,8 @@ class ComposeBody(BaseModel):
                              "counts, e.g. AABB, ABAC or A8B8 (not with bars)", examples=["AABB"])
     endings: bool | None = Field(None, description="first and second endings on repeated parts "
                                  "(unset: as the type's tunes mostly have them)")
+    pickup: float | None = Field(None, ge=0, le=16, description="anacrusis in quarter notes, e.g. "
+                                 "0.5 for one eighth (unset: the type's usual one, else none)")
 
 
 class ContinueForm(ComposeBody):
@@ -177,8 +179,10 @@ def resolve_request(body: ComposeBody, options: dict[str, Any], new_tune: bool =
             except MusicError as e:
                 raise APIError(422, str(e), name) from None
             d[name] = _choice(value, list(options[name + "s"]), name)
-    d["style"] = _choice(d["style"], list(options["styles"]), "style") if d.get("style") else None
     given = body.model_dump(exclude_none=True)
+    # Unset, the style is the tune type's usual one (or the model's default): the sampler's choice.
+    d["style"] = _choice(given["style"], list(options["styles"]), "style") if given.get("style") \
+        else None
     if "type" in given:
         try:
             d["type"] = check_type(given["type"], list(options["types"]))
@@ -196,17 +200,24 @@ def resolve_request(body: ComposeBody, options: dict[str, Any], new_tune: bool =
         if written > API_LIMITS["bars"][1]:
             raise APIError(422, f"form {given['form']!r} has {written} bars; at most "
                                 f"{API_LIMITS['bars'][1]}", "form")
+    if "pickup" in given and not new_tune:
+        raise APIError(422, "a continuation keeps the fragment's pickup: leave pickup out", "pickup")
+    try:
+        pickup = quarters_to_ticks(given["pickup"]) if "pickup" in given else None
+    except MusicError as e:
+        raise APIError(422, str(e), "pickup") from None
     sampling = SamplingOptions(**{k: d[k] for k in ("temperature", "top_p", "seed", "best_of")
                                   if k in d})
     return ComposeRequest(**{k: d[k] for k in ("bars", "meter", "key", "mode", "style", "tempo")
                              if k in d}, sampling=sampling, tune_type=d.get("type"),
-                          form=d.get("form"), endings=d.get("endings"))
+                          form=d.get("form"), endings=d.get("endings"),
+                          pickup=pickup)
 
 
 def _field_of(message: str) -> str | None:
     """Which request field a sampler error message is about, if it names one."""
-    for name in ("form", "type", "meter", "key", "mode", "style", "bars", "temperature", "top_p",
-                 "best_of", "seed", "tempo"):
+    for name in ("form", "type", "pickup", "meter", "key", "mode", "style", "bars", "temperature",
+                 "top_p", "best_of", "seed", "tempo"):
         if re.search(rf"\b{name.replace('_', '[_ ]')}", message, re.IGNORECASE):
             return name
     return None

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .dataset import DatasetError
-from .music import MusicError
+from .music import MusicError, quarters_to_ticks
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Compose folk melodies with a dual-GRU rhythm/pitch model.")
@@ -130,8 +130,11 @@ _THREADS_HELP = ("CPU threads for torch. Sampling is a chain of small steps, so 
 MODEL_OPTION = typer.Option(None, "--model", show_default="the shipped model",
                             help="Model folder (model.safetensors + config.json).")
 OUT_OPTION = typer.Option("-", "--out", "-o", help=_OUT_HELP)
-STYLE_OPTION = typer.Option(None, "--style", show_default="the model's default style",
-                            help="Style label the model was trained with.")
+_STYLE_HELP = "Style label the model was trained with (a collection: oneills1850, ...)."
+STYLE_OPTION = typer.Option(None, "--style", show_default="the type's usual collection, else the "
+                            "model's default", help=_STYLE_HELP)
+FRAGMENT_STYLE_OPTION = typer.Option(None, "--style", show_default="INPUT's, else the type's "
+                                     "usual collection, else the model's default", help=_STYLE_HELP)
 TYPE_OPTION = typer.Option(None, "--type", show_default="the usual type of the meter",
                            help="Tune type: reel, jig, slip jig, hornpipe, polka, strathspey, "
                                 "waltz, march, air, song, ... (those the model knows).")
@@ -157,6 +160,9 @@ def compose_command(
                                  "each repeated part: the second time through ends differently."),
     meter: str = typer.Option(None, "--meter", show_default="the type's, else 4/4",
                               help="Time signature, e.g. 6/8."),
+    pickup: float = typer.Option(None, "--pickup", show_default="the type's usual, else none",
+                                 help="Anacrusis in quarter notes (0.5 = one eighth, 0 = none); "
+                                      "the last bar is shortened to match."),
     key: str = typer.Option("D", "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
     mode: str = typer.Option("major", "--mode", help="major, minor, dorian, mixolydian, ..."),
     style: str = STYLE_OPTION,
@@ -182,7 +188,8 @@ def compose_command(
         opts = _sampling(temperature, top_p, seed, best_of, low, high)
         composer = Composer.load(model)
         req = ComposeRequest(bars=bars, meter=meter, key=key, mode=mode, style=style, tempo=tempo,
-                             sampling=opts, tune_type=tune_type, form=form, endings=endings)
+                             sampling=opts, tune_type=tune_type, form=form, endings=endings,
+                             pickup=None if pickup is None else quarters_to_ticks(pickup))
         comps = composer.compose_many(req, count)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
@@ -225,7 +232,7 @@ def continue_command(
                                   "rest is written."),
     tune_type: str = TYPE_OPTION,
     keep_bars: int = typer.Option(None, "--keep-bars", help="Use only the first N bars of INPUT."),
-    style: str = STYLE_OPTION,
+    style: str = FRAGMENT_STYLE_OPTION,
     temperature: float = TEMPERATURE_OPTION,
     top_p: float = TOP_P_OPTION,
     seed: int = SEED_OPTION,

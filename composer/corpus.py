@@ -22,7 +22,7 @@ from .dataset import SPLITS, Dataset
 from .files import write_atomic
 from .encoding import (DEFAULT_PITCH_HIGH, DEFAULT_PITCH_LOW, ENCODER_VERSION, Vocab,
                        build_duration_vocab, encode)
-from .form import Form, apply_phrase_lines, bars_after_pickup, form_stats
+from .form import Form, TuneShape, apply_phrase_lines, bars_after_pickup, form_stats
 from .music import MAX_BAR_TICKS, Melody, Meter, MusicError, Note, nearest_shift
 from .tunetype import normalize_type
 
@@ -463,7 +463,8 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
         "modes": dict(Counter(e.mode for e in enc_tunes).most_common()),
         "styles": dict(Counter(e.style for e in enc_tunes).most_common()),
         "types": dict(Counter(e.tune_type for e in enc_tunes).most_common()),
-        "forms": form_stats([(m.tune_type, m.meter, m.form) for m, _ in metas]),
+        "forms": form_stats([TuneShape(m.tune_type, str(m.meter), m.form, m.pickup, m.style)
+                             for m, _ in metas]),
         "markers_dropped": dict(rec.markers.most_common()),
         "out": str(out), "workers": workers,
     }

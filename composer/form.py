@@ -325,35 +325,52 @@ def with_endings(form: Form, bars: int = 1) -> Form:
 def _usual_form(items: list) -> str:
     """The most common form (letters, variations as repeats), among the tunes written with
     repeat signs where at least a third of them are: the form as usually played."""
-    repeated = [f for _, f in items if f.has_repeats]
-    pool = repeated if 3 * len(repeated) >= len(items) else [f for _, f in items]
+    repeated = [t.form for t in items if t.form.has_repeats]
+    pool = repeated if 3 * len(repeated) >= len(items) else [t.form for t in items]
     return Counter(f.letters().replace("'", "") for f in pool).most_common(1)[0][0]
 
 
-def form_stats(tunes: Sequence[tuple[str, object, Form]]) -> dict[str, dict]:
-    """Per tune type, from (type, meter, form) of each tune: how many, the usual meter, the
-    usual form (letters) and part length, and how often parts repeat and have endings."""
-    by_type: dict[str, list] = {}
-    for kind, meter, form in tunes:
-        by_type.setdefault(kind, []).append((str(meter), form))
+@dataclass(frozen=True)
+class TuneShape:
+    """What form_stats reads of one tune."""
+
+    tune_type: str
+    meter: str
+    form: Form
+    pickup: int  # ticks before the first barline
+    style: str
+
+
+def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
+    """Per tune type: how many, the usual meter, the usual form (letters) and part length,
+    how often parts repeat and have endings, the usual pickup (among tunes of the usual
+    meter) and the usual style (collection)."""
+    by_type: dict[str, list[TuneShape]] = {}
+    for t in tunes:
+        by_type.setdefault(t.tune_type, []).append(t)
     out = {}
     for kind, items in sorted(by_type.items(), key=lambda kv: -len(kv[1])):
-        parts = [p for _, f in items for p in f.parts]
+        parts = [p for t in items for p in t.form.parts]
         repeated = [p for p in parts if p.repeat]
+        meter = Counter(str(t.meter) for t in items).most_common(1)[0][0]
         out[kind] = {
             "tunes": len(items),
-            "meter": Counter(m for m, _ in items).most_common(1)[0][0],
+            "meter": meter,
             "form": _usual_form(items),
             "part_bars": Counter(p.bars for p in parts).most_common(1)[0][0],
-            "with_repeats": round(sum(f.has_repeats for _, f in items) / len(items), 3),
+            "with_repeats": round(sum(t.form.has_repeats for t in items) / len(items), 3),
             "endings": round(sum(bool(p.ending) for p in repeated) / max(1, len(repeated)), 3),
+            "pickup": Counter(t.pickup for t in items if str(t.meter) == meter).most_common(1)[0][0],
+            "style": Counter(t.style for t in items).most_common(1)[0][0],
         }
     return out
 
 
 def played(melody) -> tuple[object, list[int]]:
     """The melody as played: repeated parts twice, first and second endings in turn (a note
-    that runs over a jump is cut there). Returns the played melody (one part, no repeats) and,
+    that runs over a jump is cut there). A repeat after the shortened last bar of a tune with
+    a pickup starts with the lead-in (the pickup's length of music before the bar it goes
+    back to), as players play it, so the bars keep their length. Returns the played melody (one part, no repeats) and,
     per played note, the index of the written note it comes from. A melody without repeats,
     or whose form does not fit its bars, is returned as it is."""
     form, bar, start = melody.form, melody.meter.bar_ticks, melody.start_position
@@ -362,15 +379,21 @@ def played(melody) -> tuple[object, list[int]]:
     if form is None or not form.has_repeats or (
             form.written_bars != bars_after_pickup(start, total, bar)):
         return melody, identity
+    pickup, last = (bar - start) % bar, form.written_bars - 1
+    lead_in = pickup and (start + total) % bar  # the last bar is short: the pickup completes it
     spans: list[list[int]] = []
+    prev = None
     for w in form.played():
         a, b = max(0, (first + w) * bar - start), min(total, (first + w + 1) * bar - start)
         if w == 0 and not spans:
             a = 0  # the pickup is played once, before the first bar
+        elif prev == last and lead_in:  # after the short last bar, a repeat: with its lead-in
+            a -= pickup
         if spans and spans[-1][1] == a:
             spans[-1][1] = b
         else:
             spans.append([a, b])
+        prev = w
     notes, sources, onsets = [], [], melody.onsets()
     for a, b in spans:
         for i, (t, n) in enumerate(zip(onsets, melody.notes)):

@@ -16,6 +16,16 @@ TICKS_PER_QUARTER = 24
 MAX_DURATION = 16 * TICKS_PER_QUARTER  # four whole notes
 MAX_BAR_TICKS = 16 * TICKS_PER_QUARTER
 
+
+def quarters_to_ticks(quarters: float, what: str = "pickup") -> int:
+    """A length given in quarter notes (0.5 = an eighth), in ticks; MusicError if it is not a
+    whole number of ticks."""
+    ticks = float(quarters) * TICKS_PER_QUARTER
+    if not ticks >= 0 or abs(ticks - round(ticks)) > 1e-6:
+        raise MusicError(f"{what} must be a length in quarter notes, a multiple of 1/"
+                         f"{TICKS_PER_QUARTER} (0.5 is an eighth note), not {quarters:g}")
+    return int(round(ticks))
+
 # Semitone offsets of each scale degree above the tonic.
 MODE_STEPS: dict[str, tuple[int, ...]] = {
     "major": (0, 2, 4, 5, 7, 9, 11),

@@ -46,19 +46,19 @@ class SamplingOptions:
 
 @dataclass
 class ComposeRequest:
-    """A new tune of `meter` in `key` `mode` (style None: the model's default): `bars`
-    complete bars through-composed, or the parts of `form`, or of the usual form of
-    `tune_type`. `pickup` (ticks, 0 = none) starts the tune with an anacrusis and shortens
-    the last bar to match."""
+    """A new tune of `meter` in `key` `mode`: `bars` complete bars through-composed, or the
+    parts of `form`, or of the usual form of `tune_type`. `pickup` (ticks, 0 = none) starts
+    the tune with an anacrusis and shortens the last bar to match. What is left None comes
+    from the tune type as the corpus has it (style, pickup) or from the model's defaults."""
 
     bars: int | None = None  # None: the form's bars, else 16
     meter: str | None = None  # None: the tune type's usual meter, else 4/4
     key: str = "D"
     mode: str = "major"
-    style: str | None = None
+    style: str | None = None  # None: the type's usual collection, else the model's default
     tempo: float = 120.0
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    pickup: int = 0
+    pickup: int | None = None  # None: the type's usual pickup in its usual meter, else 0
     tune_type: str | None = None  # reel, jig, ...; None: the usual type of the meter
     form: str | None = None  # AABB, A8B8, ...; None: through-composed `bars`, or with a type
     #                          and no bars, the type's usual form

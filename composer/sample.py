@@ -22,8 +22,8 @@ from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_tic
 from .formplan import DEFAULT_BARS, TypeForms
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
 from .model import form_keys, reads_closes
-from .music import (KEYS, Melody, Meter, MusicError, Note, key_spelling, nearest_shift,
-                    normalize_mode, tonic_pitch_class)
+from .music import (KEYS, TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, key_spelling,
+                    nearest_shift, normalize_mode, tonic_pitch_class)
 from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
                        SamplingOptions, ScoreReport)
 from .tunetype import normalize_type
@@ -80,7 +80,7 @@ class Composer:
             "styles": list(v.styles),
             "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
             "types": list(v.types),
-            "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars")}
+            "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars", "pickup", "style") if k in u}
                       for t in v.types for u in [self.forms.usual(t)]},
             "defaults": {"bars": DEFAULT_BARS, "meter": meter, "key": d.key, "mode": mode,
                          "style": self.default_style, "tempo": d.tempo,
@@ -117,6 +117,11 @@ class Composer:
 
     def _style(self, style: str | None) -> str:
         return self.default_style if style in (None, "") else self._label("style", style)
+
+    def _type_style(self, tune_type: str) -> str | None:
+        """The collection most tunes of this type come from, if the model knows it."""
+        style = self.forms.usual(tune_type).get("style")
+        return style if style in self.vocab.styles else None
 
     def _labels(self, meter: Meter, mode: str, style: str, tune_type: str) -> tuple[int, ...]:
         """Label ids in the order the model reads them (meter, mode, style[, type])."""
@@ -198,22 +203,26 @@ class Composer:
         key = next((k for k in KEYS if k.lower() == str(req.key).strip().lower()), None)
         if key is None:
             raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}")
-        style = self._style(req.style)
+        usual = self.forms.usual(given_type) if given_type else {}
+        style = self._style(req.style or (self._type_style(given_type) if given_type else None))
+        pickup = req.pickup if req.pickup is not None else (
+            int(usual.get("pickup", 0)) if usual.get("meter") == str(meter) else 0)
         t0, t1 = LIMITS["tempo"]
         if not t0 <= float(req.tempo) <= t1:
             raise MusicError(f"tempo must be in {t0:g}..{t1:g} quarter notes per minute")
         bar = meter.bar_ticks
-        if not 0 <= req.pickup < bar:
-            raise MusicError(f"pickup must be in 0..{bar - 1} ticks for {meter}")
+        if not 0 <= pickup < bar:
+            raise MusicError(f"pickup must be shorter than a bar of {meter} "
+                             f"({bar / TICKS_PER_QUARTER:g} quarter notes)")
         tonic = tonic_pitch_class(key)
         shift = nearest_shift(0, tonic)
-        start = (bar - req.pickup) % bar
+        start = (bar - pickup) % bar
         total = form.written_bars * bar
         lay = self._layout(form, meter, start, total)
         plan = self._plan(meter, (start + total) % bar, total, lay)
-        if req.pickup and not plan.reach[total - req.pickup]:
-            raise MusicError(f"a pickup of {req.pickup} ticks cannot be filled with the "
-                             "model's durations")
+        if pickup and not plan.reach[total - pickup]:
+            raise MusicError(f"a pickup of {pickup / TICKS_PER_QUARTER:g} quarter notes cannot "
+                             "be filled with the model's durations")
         seed = _seed(opts.seed)
         begin = Start(BOS, BOS, start, start, total)
         labels = self._labels(meter, mode, style, tune_type)
@@ -232,7 +241,7 @@ class Composer:
         for i, (durs, pits, surprisal, end_bits) in enumerate(_best(rows, count, opts.best_of)):
             notes = self._notes(durs, pits, shift)
             title = f"{name} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
-            mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=req.pickup,
+            mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=pickup,
                          tempo=float(req.tempo), title=title, style=style, form=form,
                          tune_type=tune_type)
             out.append(Composition(mel, surprisal, _per_note(surprisal, end_bits), seed))
@@ -258,8 +267,9 @@ class Composer:
             raise MusicError("the fragment has no notes")
         meter = self._meter(str(frag.meter))
         mode = self._fragment_mode(frag.mode)
-        style = self._style(style or (frag.style if frag.style in self.vocab.styles else None))
         kind = self._tune_type(tune_type, frag.tune_type, meter)
+        style = self._style(style or (frag.style if frag.style in self.vocab.styles else None)
+                            or self._type_style(kind))
         enc = encode(replace(frag, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
         bar, start = meter.bar_ticks, enc.start
         first = 1 if start else 0

@@ -21,9 +21,10 @@ from .checkpoint import (load_training_state, read_json, save_model, save_traini
                          sha256_file, write_atomic, write_json)
 from .dataset import Dataset
 from .encoding import PAD
-from .form import form_stats
+from .form import TuneShape, form_stats
 from .formfeatures import CLOSES_KEY, FORM_KEYS
 from .model import ModelConfig, bits, build_model, count_params, match_joint, nll_terms
+from .music import Meter
 
 STREAM_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out") + FORM_KEYS + (
     CLOSES_KEY,)
@@ -276,11 +277,16 @@ def _resolve(cfg: TrainConfig, data_sha: str) -> tuple[TrainConfig, dict | None]
 
 
 def type_forms(ds: Dataset) -> dict[str, dict]:
-    """What the training tunes of each type are like: usual meter and form (form.form_stats);
-    composing reads it from the checkpoint."""
+    """What the training tunes of each type are like: usual meter, form, pickup and style
+    (form.form_stats); composing reads it from the checkpoint."""
     v = ds.vocab
-    return form_stats([(v.types[ds.type[i]], v.meters[ds.meter[i]], ds.forms[i])
-                       for i in ds.indices("train")])
+    shapes = []
+    for i in ds.indices("train"):
+        meter = v.meters[ds.meter[i]]
+        bar = Meter.parse(meter).bar_ticks
+        shapes.append(TuneShape(v.types[ds.type[i]], meter, ds.forms[i],
+                                (bar - int(ds.start[i])) % bar, v.styles[ds.style[i]]))
+    return form_stats(shapes)
 
 
 def style_counts(ds: Dataset) -> dict[str, int]:

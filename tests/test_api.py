@@ -179,6 +179,7 @@ def test_bad_compose_parameter_is_422_naming_the_field(client, options, field, v
 @pytest.mark.parametrize("body,field", [
     ({"type": "jog"}, "type"), ({"form": "A0B"}, "form"), ({"form": "XYZ!"}, "form"),
     ({"form": "A64B64"}, "form"), ({"form": "AABB", "bars": 8}, "form"), ({"type": 3}, "type"),
+    ({"pickup": 0.3}, "pickup"), ({"pickup": -1}, "pickup"), ({"meter": "3/4", "pickup": 3}, "pickup"),
 ])
 def test_bad_type_or_form_is_422_naming_the_field(client, body, field):
     assert_error(client.post("/api/compose", json={"seed": 1, **body}), 422, field)
@@ -195,6 +196,17 @@ def test_compose_with_a_type_and_form(client, options):
     mid = client.post("/api/compose?format=mid", json={"type": "reel", "form": "A2A2B2B2", "seed": 3})
     from composer.formats import read_melody
     assert read_melody(mid.content, "t.mid").complete_bars() == 8
+
+
+def test_pickup_in_quarter_notes_and_the_types_usual_one(client, options):
+    usual = options["forms"]["jig"]
+    tune = client.post("/api/compose", json={"type": "jig", "seed": 3}).json()
+    assert tune["pickup"] == usual["pickup"] / 24 and tune["style"] == usual["style"]
+    tune = client.post("/api/compose", json={"type": "jig", "pickup": 0.5, "seed": 3}).json()
+    assert tune["pickup"] == 0.5
+    r = client.post("/api/continue", files=upload(to_midi_bytes(jig_fragment()), "f.mid"),
+                    data={"bars": 2, "pickup": 0.5})
+    assert_error(r, 422, "pickup")
 
 
 def test_bad_json_bodies_are_422(client):

@@ -204,6 +204,8 @@ def bad_files(tmp_path_factory) -> Path:
     (["compose", "--form", "A0B"], "part A has 0 bars"),
     (["compose", "--form", "XYZ!"], "letters with optional bar counts"),
     (["compose", "--type", "jog"], "valid types: jig, reel, waltz"),
+    (["compose", "--pickup", "0.3"], "multiple of 1/24"),
+    (["compose", "--meter", "3/4", "--pickup", "3"], "shorter than a bar of 3/4"),
     (["compose", "--form", "AABB", "--bars", "8"], "bars or a form"),
     (["continue", "{bad}/tune.abc", "--form", "A1"], "more than the 1 of the form"),
     (["compose", "-o", "tune.txt"], "unknown output type"),

@@ -8,7 +8,7 @@ import pytest
 
 from composer.encoding import Vocab, encode
 from composer.tunetype import check_type, normalize_type
-from composer.form import (Form, Part, parse_form, played,
+from composer.form import (Form, Part, TuneShape, form_stats, parse_form, played,
                            with_endings)
 from composer.formats import read_tunes, render, save, to_abc
 from composer.formfeatures import FORM_KEYS, FormTracker, Layout, form_streams, tune_form
@@ -167,6 +167,48 @@ def test_midi_wav_json_are_as_played(tmp_path):
     doc = json.loads(render(m, ".json"))
     assert doc["form"] == "AABB" and doc["written_notes"] == len(m.notes)
     assert len(doc["notes"]) == len(heard.notes)
+
+
+SHORT_LAST_BAR_JIG = b"""X: 5
+T: Lead-in jig
+R:jig
+M:6/8
+L:1/8
+K:D
+A|:dfa afd|cea ecA|dfa afd|ceA d2:|
+"""
+
+
+def test_a_repeat_after_a_shortened_last_bar_plays_the_lead_in_again():
+    """The jig's eighth-note pickup is taken from its last bar: played, the repeat goes back
+    through the lead-in, so every played bar is a full bar."""
+    m = one(SHORT_LAST_BAR_JIG).melody
+    bar = m.meter.bar_ticks
+    assert (m.pickup, m.total_ticks, m.form.played_bars) == (12, 4 * bar, 8)
+    heard, sources = played(m)
+    assert heard.total_ticks == 8 * bar
+    lead_in = heard.onsets().index(4 * bar)  # where the second time through begins
+    assert sources[lead_in] == 0 and heard.notes[lead_in].pitch == m.notes[0].pitch
+
+
+def test_a_tune_whose_last_bar_is_full_repeats_without_the_lead_in():
+    m = one(REEL_WITH_PICKUP).melody  # a quarter-note pickup, and full bars to the end
+    heard, _ = played(m)
+    assert heard.total_ticks == m.pickup + m.form.played_bars * m.meter.bar_ticks
+
+
+def test_form_stats_give_each_type_its_usual_meter_form_pickup_and_style():
+    aabb, a = parse_form("AABB", 8), Form.through(16)
+    shapes = ([TuneShape("jig", "6/8", aabb, 12, "oneills")] * 5
+              + [TuneShape("jig", "6/8", aabb, 0, "ryans")] * 2
+              + [TuneShape("jig", "9/8", a, 24, "oneills")] * 4  # not the usual meter: pickup unread
+              + [TuneShape("song", "2/4", a, 0, "essen")])
+    stats = form_stats(shapes)
+    assert list(stats) == ["jig", "song"]
+    jig = stats["jig"]
+    assert (jig["tunes"], jig["meter"], jig["form"], jig["part_bars"]) == (11, "6/8", "AABB", 8)
+    assert (jig["pickup"], jig["style"], jig["with_repeats"]) == (12, "oneills", round(7 / 11, 3))
+    assert (stats["song"]["pickup"], stats["song"]["style"]) == (0, "essen")
 
 
 # --- the form inputs -------------------------------------------------------------------------

@@ -384,8 +384,33 @@ def test_sampled_surprisal_equals_score_with_form_inputs(composer, tiny_model_di
             assert c.score(comp.melody).bits_per_note == pytest.approx(comp.bits_per_note, abs=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["jig", "reel", "waltz"])
+def test_a_type_brings_its_usual_pickup_and_style(composer, kind):
+    """Unset, the pickup and the style are the ones most of the type's training tunes have;
+    the last bar is shortened by the pickup, so the form's bars stay exact."""
+    usual = composer.forms.usual(kind)
+    m = composer.compose(ComposeRequest(tune_type=kind, sampling=SamplingOptions(seed=2))).melody
+    assert (m.pickup, m.style) == (usual["pickup"], usual["style"])
+    assert m.complete_bars() == m.form.written_bars
+    assert m.total_ticks == m.form.written_bars * m.meter.bar_ticks  # pickup + short last bar
+    chosen = composer.compose(ComposeRequest(tune_type=kind, pickup=0, style="airs",
+                                             sampling=SamplingOptions(seed=2))).melody
+    assert (chosen.pickup, chosen.style) == (0, "airs")
+    assert chosen.total_ticks == chosen.form.written_bars * chosen.meter.bar_ticks and chosen.notes
+    meter = next(m for m in composer.vocab.meters if m != usual["meter"])
+    other_meter = composer.compose(ComposeRequest(tune_type=kind, meter=meter, bars=4)).melody
+    assert other_meter.pickup == 0  # a pickup is the type's only in its usual meter
+
+
+def test_the_tiny_corpus_types_differ_in_pickup_and_style(composer):
+    """So that the test above can fail: the types do not all share one pickup and style."""
+    usual = [composer.forms.usual(k) for k in ("jig", "reel", "waltz")]
+    assert len({(u["pickup"], u["style"]) for u in usual}) > 1
+
+
 def test_a_form_fixes_the_written_bars_and_no_note_crosses_a_part_end(composer):
-    comp = composer.compose(ComposeRequest(tune_type="jig", form="AABBC2", sampling=SamplingOptions(seed=9)))
+    comp = composer.compose(ComposeRequest(tune_type="jig", form="AABBC2", pickup=0,
+                                           sampling=SamplingOptions(seed=9)))
     m = comp.melody
     parts = [(p.bars, p.repeat) for p in m.form.parts]
     assert parts == [(4, True), (4, True), (2, False)]  # the tiny corpus's jig parts are 4 bars

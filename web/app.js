@@ -90,10 +90,11 @@ async function loadOptions() {
   $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
 }
 
-// A type brings its usual meter and form; with a type or a form, the form sets the bars.
+// A type brings its usual meter, style and form; with a type or a form, the form sets the bars.
 function typeChanged() {
   const usual = ((state.options && state.options.forms) || {})[$("type").value];
   if (usual && usual.meter && (state.options.meters || []).includes(usual.meter)) $("meter").value = usual.meter;
+  if (usual && usual.style && (state.options.styles || []).includes(usual.style)) $("style").value = usual.style;
   $("form-spec").placeholder = usual ? `${usual.form} (usual)` : "e.g. AABB";
   $("bars").disabled = Boolean($("type").value || $("form-spec").value.trim());
 }
