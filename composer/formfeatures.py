@@ -26,6 +26,7 @@ A test holds the two to the same values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -113,6 +114,11 @@ class Layout:
         closes[list(jumps)] = 2
         closes[total] = 3
         return cls(bar, start, total, feats, phrase, back, jumps, closes)
+
+    @cached_property
+    def lists(self) -> tuple[list, list, list]:
+        """features, phrase and back as Python lists, for the one-row sampling loop."""
+        return self.features.tolist(), self.phrase.tolist(), self.back.tolist()
 
     def bar_of(self, t: np.ndarray) -> np.ndarray:
         """Grid bar of ticks `t` (the end of the tune counts as its last bar)."""
@@ -229,6 +235,44 @@ class FormTracker:
             looks.append((pitch, dur, valid))
         self.last = (ph, *looks[0], *looks[1])
         return np.concatenate(cols, 1).astype(np.int64)
+
+    # --- one row on Python ints: the sampler's latency-critical case ------------------------
+    def features_one(self, t: int) -> np.ndarray:
+        """features() of row 0 at tick t, as [1, len(FORM_KEYS)]; the tracker must have 1 row."""
+        lay = self.lay
+        feats, phrases, back = lay.lists
+        g = min((lay.start + t) // lay.bar, len(phrases) - 1)
+        ph = phrases[g]
+        row = list(feats[g])
+        same = ph == int(self.phrase[0])
+        last = [ph]
+        for k in range(2):
+            h = back[k][g]
+            if h >= 0 and t < lay.total:
+                src = t + (h - g) * lay.bar
+                pitch, dur = int(self.pitch[0, src]), int(self.dur[0, src])
+                row += (pitch, dur, 2 if not (same and self.bad[0, k]) else 1)
+                last += (pitch, dur, True)
+            else:
+                row += (LOOK_NONE, LOOK_NONE, 0)
+                last += (LOOK_NONE, LOOK_NONE, False)
+        self.last = tuple(last)
+        return np.array([row], np.int64)
+
+    def add_one(self, t: int, dur_tok: int, dur_ticks: int, pitch: int) -> None:
+        """add() of one note to row 0, after features_one(t)."""
+        ph, p0, d0, v0, p1, d1, v1 = self.last
+        if ph != self.phrase[0]:
+            self.bad[0] = 0
+            self.phrase[0] = ph
+        for k, (p, d, v) in enumerate(((p0, d0, v0), (p1, d1, v1))):
+            if not (v and p == pitch and d == dur_tok):
+                self.bad[0, k] += 1
+        total = self.lay.total
+        if dur_ticks:
+            self.pitch[0, t:min(t + dur_ticks, total + 1)] = pitch
+            self.dur[0, t:min(t + dur_ticks, total + 1)] = LOOK_SOUNDING
+        self.dur[0, min(t, total)] = dur_tok
 
     def add(self, t: np.ndarray, dur_tok: np.ndarray, dur_ticks: np.ndarray, pitch: np.ndarray
             ) -> None:

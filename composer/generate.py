@@ -215,8 +215,8 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         if not u:
             u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
         if tracker is not None:
-            onset = np.array([total - rem])
-            form = tracker.features(onset)
+            onset = total - rem
+            form = tracker.features_one(onset)
         z = net.rhythm(d, p, pos_in, pos_out, form)[0]
         zr.append(z.copy())
         d = draw_one(z, bias[rem], inv_t, top_p, u.pop(), xd)
@@ -227,7 +227,7 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         zp.append(z.copy())
         p = draw_one(z, pitch_bias if rem else last_bias, inv_t, top_p, u.pop(), xp)
         if tracker is not None:
-            tracker.add(onset, np.array([d]), np.array([ticks[d]]), np.array([p]))
+            tracker.add_one(onset, d, ticks[d], p)
         durs.append(d)
         pits.append(p)
         pos_in, pos_out = pos_out, (pos_out + ticks[d]) % bar

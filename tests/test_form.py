@@ -212,29 +212,36 @@ def test_form_stats_give_each_type_its_usual_meter_form_pickup_and_style():
 
 
 # --- the form inputs -------------------------------------------------------------------------
-def _replay(enc, vocab, form: Form, total: int) -> np.ndarray:
-    """The form inputs as the sampler computes them, note by note."""
+def _replay(enc, vocab, form: Form, total: int, one_row: bool = False) -> np.ndarray:
+    """The form inputs as the sampler computes them, note by note (one_row: on Python ints,
+    as the one-tune loop does)."""
     bar = Meter.parse(enc.meter).bar_ticks
     ticks = np.array([0, 0, 0] + vocab.durations)[enc.durations.astype(int)]
     onsets = np.concatenate([[0], np.cumsum(ticks)])
     tracker = FormTracker(Layout.of(form, bar, enc.start, total), 1)
     rows = []
     for j in range(len(ticks) + 1):
-        rows.append(tracker.features(np.array([onsets[j]]))[0])
-        if j < len(ticks):
-            tracker.add(np.array([onsets[j]]), enc.durations[j:j + 1].astype(np.int64),
-                        ticks[j:j + 1], enc.pitches[j:j + 1].astype(np.int64))
+        t = int(onsets[j])
+        rows.append((tracker.features_one(t) if one_row else tracker.features(np.array([t])))[0])
+        if j == len(ticks):
+            break
+        d, p = int(enc.durations[j]), int(enc.pitches[j])
+        if one_row:
+            tracker.add_one(t, d, int(ticks[j]), p)
+        else:
+            tracker.add(np.array([t]), np.array([d]), ticks[j:j + 1], np.array([p]))
     return np.array(rows)
 
 
-@pytest.mark.parametrize("data", [SLIP_JIG, REEL_WITH_PICKUP, ESSEN])
-def test_tracker_equals_whole_tune_features(data):
+@pytest.mark.parametrize("one_row", [False, True])
+@pytest.mark.parametrize("data", [SLIP_JIG, REEL_WITH_PICKUP, ESSEN, SHORT_LAST_BAR_JIG])
+def test_tracker_equals_whole_tune_features(data, one_row):
     m = one(data).melody
     vocab = Vocab(durations=sorted({n.duration for n in m.notes}))
     enc = encode(m, vocab)
     total = m.total_ticks
     whole = form_streams(enc, vocab)
-    assert np.array_equal(_replay(enc, vocab, tune_form(enc, vocab), total),
+    assert np.array_equal(_replay(enc, vocab, tune_form(enc, vocab), total, one_row),
                           np.stack([whole[k] for k in FORM_KEYS], 1))
 
 
