@@ -8,6 +8,7 @@ import typer
 
 from .dataset import DatasetError
 from .music import MusicError, quarters_to_ticks
+from .requests import SamplingOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Compose folk melodies with a dual-GRU rhythm/pitch model.")
@@ -138,8 +139,9 @@ FRAGMENT_STYLE_OPTION = typer.Option(None, "--style", show_default="INPUT's, els
 TYPE_OPTION = typer.Option(None, "--type", show_default="the usual type of the meter",
                            help="Tune type: reel, jig, slip jig, hornpipe, polka, strathspey, "
                                 "waltz, march, air, song, ... (those the model knows).")
-TEMPERATURE_OPTION = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).")
-TOP_P_OPTION = typer.Option(0.95, "--top-p", help="Nucleus sampling mass (0..1].")
+TEMPERATURE_OPTION = typer.Option(SamplingOptions.temperature, "--temperature",
+                                  help="Sampling temperature (> 0).")
+TOP_P_OPTION = typer.Option(SamplingOptions.top_p, "--top-p", help="Nucleus sampling mass (0..1].")
 SEED_OPTION = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed.")
 THREADS_OPTION = typer.Option(1, "--threads", min=1, help=_THREADS_HELP)
 
@@ -199,8 +201,6 @@ def compose_command(
 def _sampling(temperature: float, top_p: float, seed: int | None, best_of: int, low: int,
               high: int):
     """Validated sampling options; MusicError with a one-line message if any is out of range."""
-    from .sample import SamplingOptions
-
     opts = SamplingOptions(temperature=temperature, top_p=top_p, seed=seed, best_of=best_of,
                            low=low, high=high)
     opts.validate()

@@ -17,7 +17,9 @@ class SamplingOptions:
     """How to draw notes: temperature and nucleus mass apply to both networks; low/high bound the
     MIDI pitches of the output (in the output key); seed None draws a fresh one."""
 
-    temperature: float = 1.0
+    # 0.9 rather than 1: a little sharper than the corpus, the tunes repeat and cadence more
+    # (the structure benchmark's figures in the model card are at this default)
+    temperature: float = 0.9
     top_p: float = 0.95
     seed: int | None = None
     best_of: int = 1
