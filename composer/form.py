@@ -344,7 +344,8 @@ class TuneShape:
 def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
     """Per tune type: how many, the usual meter, the usual form (letters) and part length,
     how often parts repeat and have endings, the usual pickup (among tunes of the usual
-    meter) and the usual style (collection)."""
+    meter and form, as those are what composing the type gives; of the usual meter where no
+    tune has both) and the usual style (collection)."""
     by_type: dict[str, list[TuneShape]] = {}
     for t in tunes:
         by_type.setdefault(t.tune_type, []).append(t)
@@ -353,14 +354,17 @@ def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
         parts = [p for t in items for p in t.form.parts]
         repeated = [p for p in parts if p.repeat]
         meter = Counter(str(t.meter) for t in items).most_common(1)[0][0]
+        form = _usual_form(items)
+        in_meter = [t for t in items if str(t.meter) == meter]
+        usual = [t for t in in_meter if t.form.letters().replace("'", "") == form] or in_meter
         out[kind] = {
             "tunes": len(items),
             "meter": meter,
-            "form": _usual_form(items),
+            "form": form,
             "part_bars": Counter(p.bars for p in parts).most_common(1)[0][0],
             "with_repeats": round(sum(t.form.has_repeats for t in items) / len(items), 3),
             "endings": round(sum(bool(p.ending) for p in repeated) / max(1, len(repeated)), 3),
-            "pickup": Counter(t.pickup for t in items if str(t.meter) == meter).most_common(1)[0][0],
+            "pickup": Counter(t.pickup for t in usual).most_common(1)[0][0],
             "style": Counter(t.style for t in items).most_common(1)[0][0],
         }
     return out
