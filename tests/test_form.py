@@ -211,6 +211,19 @@ def test_form_stats_give_each_type_its_usual_meter_form_pickup_and_style():
     assert (stats["song"]["pickup"], stats["song"]["style"]) == (0, "essen")
 
 
+def test_the_usual_pickup_is_that_of_the_usual_form_in_the_usual_meter():
+    aabb, ab = parse_form("AABB", 8), parse_form("AB", 8)
+    shapes = ([TuneShape("reel", "2/2", aabb, 24, "ryans")] * 3  # the form --type composes
+              + [TuneShape("reel", "2/2", aabb, 0, "ryans")] * 2
+              + [TuneShape("reel", "2/2", ab, 0, "oneills")] * 4)  # no repeats, not the usual form
+    reel = form_stats(shapes)["reel"]
+    assert (reel["form"], reel["meter"], reel["pickup"]) == ("AABB", "2/2", 24)
+    # where no tune of the usual meter has the usual form, the pickup is the meter's usual one
+    shapes = [TuneShape("air", "4/4", ab, 12, "aird")] * 2 + [TuneShape("air", "3/4", aabb, 0, "aird")]
+    air = form_stats(shapes)["air"]
+    assert (air["meter"], air["form"], air["pickup"]) == ("4/4", "AABB", 12)
+
+
 # --- the form inputs -------------------------------------------------------------------------
 def _replay(enc, vocab, form: Form, total: int, one_row: bool = False) -> np.ndarray:
     """The form inputs as the sampler computes them, note by note (one_row: on Python ints,
