@@ -22,11 +22,12 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .encoding import Vocab
-from .files import write_atomic
+from .files import remove_stale_temp_files, write_atomic
 from .music import MAX_DURATION, MODES, Meter, MusicError
 from .model import ModelConfig, build_model, count_params
 
 WEIGHTS = "model.safetensors"
+NEXT_WEIGHTS = "model.next.safetensors"  # the weights of a save under way (see save_model)
 CONFIG = "config.json"
 FORMAT = "composer-model"
 FORMAT_VERSION = 1
@@ -116,20 +117,24 @@ def read_json(path: str | os.PathLike) -> dict:
 # --- models ----------------------------------------------------------------------------------
 def save_model(directory: str | os.PathLike, model: torch.nn.Module, cfg: ModelConfig,
                vocab: Vocab, extra: dict | None = None) -> None:
-    """Write model.safetensors then config.json (each atomic) into `directory`.
-
-    config.json records the weights' sha256, so a weights file from another save, or one
-    corrupted later, is detected on load. `extra` (JSON-able) is merged into config.json.
+    """Write the model into `directory` so that a save killed at any point leaves the old
+    model or the new one, never a mix: the weights go to NEXT_WEIGHTS, then config.json (which
+    records their sha256) replaces the old one, then NEXT_WEIGHTS is renamed to
+    model.safetensors; load_model takes NEXT_WEIGHTS when only it matches the config. Each
+    write is atomic, and temp files that killed writes left behind are removed first.
+    `extra` (JSON-able) is merged into config.json.
     """
     directory = Path(directory)
+    remove_stale_temp_files(directory)
     state = {k: v for k, v in model.state_dict().items()}
-    weights = save_tensors(directory / WEIGHTS, state)
+    weights = save_tensors(directory / NEXT_WEIGHTS, state)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "weights_sha256": hashlib.sha256(weights).hexdigest(),
               "model": cfg.to_dict(), "vocab": vocab.to_dict()}
     for k, v in (extra or {}).items():
         config.setdefault(k, v)
     write_json(directory / CONFIG, config)
+    os.replace(directory / NEXT_WEIGHTS, directory / WEIGHTS)
 
 
 def _check_vocab(cfg: ModelConfig, vocab: Vocab, path: Path) -> None:
@@ -196,6 +201,16 @@ def read_config(directory: str | os.PathLike) -> tuple[dict, ModelConfig, Vocab]
     return config, cfg, vocab
 
 
+def _interrupted_save(directory: Path, sha256: str) -> tuple[Path, bytes] | None:
+    """The weights of a save killed after writing config.json, if they are there and match."""
+    path = directory / NEXT_WEIGHTS
+    if path.is_file():
+        data = read_bytes(path)
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return path, data
+    return None
+
+
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model saved by save_model; raises CheckpointError naming the bad file."""
     directory = Path(directory)
@@ -210,8 +225,10 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"checkpoint file not found: {weights_path}")
     config, cfg, vocab = read_config(directory)
     data = read_bytes(weights_path)
-    tensors = parse_tensors(weights_path, data)
     expected = config.get("weights_sha256")
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        weights_path, data = _interrupted_save(directory, expected) or (weights_path, data)
+    tensors = parse_tensors(weights_path, data)  # a pickle is named as such before any mismatch
     if expected and hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{weights_path} is corrupted or does not belong to "
                               f"{directory / CONFIG} (sha256 mismatch)")
@@ -256,6 +273,7 @@ def save_training_state(folder: str | os.PathLike, model: torch.nn.Module,
     written last and names the tensor file, so a crash midway keeps the previous state whole.
     `scalars` (JSON-able, with a 'step') holds the trainer's counters and data position."""
     folder = Path(folder)
+    remove_stale_temp_files(folder)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     sd = opt.state_dict()
     for i, st in sd["state"].items():

@@ -156,6 +156,51 @@ def test_save_load_round_trip_gives_identical_logits(saved):
     assert not list(folder.glob(".*tmp"))  # atomic writes leave no temp files
 
 
+_KILLED_SAVE = """
+import os, signal, sys, torch
+import composer.checkpoint as ck
+sys.path.insert(0, {tests!r})
+from test_model import VOCAB, config
+where = sys.argv[2]
+def dying(f, name):
+    def wrapped(*a, **k):
+        out = f(*a, **k)
+        if name == where:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    return wrapped
+ck.save_tensors = dying(ck.save_tensors, "after weights")
+ck.write_json = dying(ck.write_json, "after config")
+torch.manual_seed(1)
+cfg = config()
+ck.save_model(sys.argv[1], ck.build_model(cfg).eval(), cfg, VOCAB, {{"metrics": {{"valid_total": 2.0}}}})
+"""
+
+
+@pytest.mark.parametrize("where,survivor", [("after weights", "old"), ("after config", "new")])
+def test_a_save_killed_midway_leaves_the_old_model_or_the_new_one(saved, where, survivor):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder, old = saved
+    (folder / ".config.json.abc123.tmp").write_text("{")  # what a killed atomic write leaves
+    script = _KILLED_SAVE.format(tests=str(Path(__file__).parent))
+    run = subprocess.run([sys.executable, "-c", script, str(folder), where], capture_output=True)
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()
+    loaded = load_model(folder)  # loads, and the weights are those its config describes
+    torch.manual_seed(1)
+    new = build_model(config()).eval()
+    want = old if survivor == "old" else new
+    assert loaded.config["metrics"]["valid_total"] == (3.0 if survivor == "old" else 2.0)
+    for k, v in want.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k
+    assert not list(folder.glob(".*.tmp"))  # the save removed what the killed write left
+    save_model(folder, new, config(), VOCAB)  # the next save completes the folder
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+
+
 def test_truncated_weights_give_an_error_naming_the_file(saved):
     folder, _ = saved
     path = folder / "model.safetensors"
