@@ -21,7 +21,8 @@ import torch
 from composer.dataset import Dataset
 from composer.encoding import Vocab
 from composer.model import ModelConfig, build_model, count_params, match_joint
-from composer.train import Batches, autocast_for, train_step
+from composer.batches import Batches
+from composer.train import autocast_for, train_step
 
 
 def synthetic_dataset(tunes: int, seed: int = 0) -> Dataset:

@@ -18,7 +18,7 @@ from .markov import DEFAULT_ORDER, MarkovModel
 from .model import bits, nll_terms
 from .music import Melody, Meter, MusicError, Note, key_spelling, tonic_pitch_class
 from .sample import Composer, ComposeRequest, SamplingOptions
-from .train import Batches
+from .batches import Batches
 
 BASELINES = ("markov", "none")
 METRIC_KEYS = ("bits_per_note", "rhythm_bits", "pitch_bits", "duration_accuracy",

@@ -239,7 +239,6 @@ def apply_phrase_lines(form: Form, line_ticks: Sequence[int], bar: int, start: i
                        ) -> tuple[Form, bool]:
     """Phrases where the source starts its lines (ticks from the first note); a line that
     starts inside a bar starts its phrase at the next barline. False where they do not fit."""
-    first = 1 if start else 0
     return _phrases_from_lines(form, [bars_after_pickup(start, t, bar) for t in line_ticks if t > 0])
 
 

@@ -1,7 +1,6 @@
 """Form: reading parts, repeats, endings, phrases and types; the form inputs; writing repeats."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest

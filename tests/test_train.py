@@ -13,7 +13,8 @@ from safetensors.numpy import load_file
 from composer.checkpoint import load_model
 from composer.dataset import Dataset
 from composer.model import count_params
-from composer.train import Batches, TrainConfig, TrainError, train
+from composer.batches import Batches
+from composer.train import TrainConfig, TrainError, train
 
 QUIET = {"log": lambda _msg: None}
 
