@@ -29,8 +29,9 @@ import numpy as np
 
 from .encoding import EncodedTune, Vocab, streams
 from .files import write_atomic
-from .form import Form
+from .form import Form, TuneShape, form_stats
 from .formfeatures import form_streams, tune_form
+from .music import Meter
 
 SPLITS = ("train", "valid", "test")
 
@@ -150,3 +151,22 @@ class Dataset:
             raise DatasetError(f"{path} is not a readable composer dataset ({e}); "
                                "ingest it again with this version") from None
         return cls(vocab=vocab, tunes=tunes, forms=forms, info=info, **arrays)
+
+
+def type_forms(ds: Dataset) -> dict[str, dict]:
+    """What the training tunes of each type are like: usual meter, form, pickup and style
+    (form.form_stats); composing reads it from the checkpoint."""
+    v = ds.vocab
+    shapes = []
+    for i in ds.indices("train"):
+        meter = v.meters[ds.meter[i]]
+        bar = Meter.parse(meter).bar_ticks
+        shapes.append(TuneShape(v.types[ds.type[i]], meter, ds.forms[i],
+                                (bar - int(ds.start[i])) % bar, v.styles[ds.style[i]]))
+    return form_stats(shapes)
+
+
+def style_counts(ds: Dataset) -> dict[str, int]:
+    """Training tunes per style label; the sampler's default style is the most common one."""
+    counts = np.bincount(ds.style[ds.indices("train")], minlength=len(ds.vocab.styles))
+    return {name: int(c) for name, c in zip(ds.vocab.styles, counts)}

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from .checkpoint import (load_training_state, read_json, save_model, save_training_state,
                          sha256_file, write_atomic, write_json)
 from .batches import Batches
-from .dataset import Dataset
-from .form import TuneShape, form_stats
+from .dataset import Dataset, style_counts, type_forms
 from .model import ModelConfig, bits, build_model, count_params, match_joint, nll_terms
-from .music import Meter
+from .trainlog import Progress, plot_curves
 
 RESUME_DIR = "resume"
 # Fields that define the run; on --resume they come from the checkpoint, not the command line.
@@ -111,57 +107,11 @@ def _all_sum(values: list[float], device: torch.device, world: int) -> list[floa
     return t.tolist()
 
 
-def _plot(history: list[dict], path: Path) -> None:
-    """Learning curves (bits/note per epoch) to a PNG, atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.2))
-    FigureCanvasAgg(fig)
-    ep = [h["epoch"] for h in history]
-    for ax, part in zip(fig.subplots(1, 3), ("total", "rhythm", "pitch")):
-        for split, style in (("train", "-"), ("valid", "--")):
-            ax.plot(ep, [h[f"{split}_{part}"] for h in history], style, marker="o", label=split)
-        ax.set_title(f"{part} bits/note")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.axes[0].legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    write_atomic(path, buf.getvalue())
-
-
-class _Progress:
-    """A one-line progress bar on a terminal, or a plain log line every 30 s otherwise."""
-
-    def __init__(self, log: Callable[[str], None], bar: bool):
-        self.log, self.bar, self.last = log, bar, time.monotonic()
-
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= (0.5 if self.bar else 30.0)
-
-    def update(self, epoch: int, done: int, total: int, loss_bits: float, rate: float) -> None:
-        self.last = time.monotonic()
-        text = (f"epoch {epoch + 1} {done}/{total} loss {loss_bits:.3f} bits/note "
-                f"{rate:,.0f} notes/s")
-        if self.bar:
-            filled = int(20 * done / max(total, 1))
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (20 - filled)}] {text}   ")
-            sys.stderr.flush()
-        else:
-            self.log(text)
-
-    def end(self) -> None:
-        if self.bar:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _lr(cfg: TrainConfig, s: dict, warmup: int) -> float:
+def _lr(cfg: TrainConfig, st: "TrainState", warmup: int) -> float:
     """Linear warmup, then the base LR times the decays applied so far (plateau schedule).
     It depends only on the step and the saved scale, so a resumed run continues it exactly."""
-    return cfg.lr * s["lr_scale"] * min(1.0, (s["step"] + 1) / max(1, warmup))
+    return cfg.lr * st.lr_scale * min(1.0, (st.step + 1) / max(1, warmup))
 
 
 def train_step(net, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor], amp,
@@ -207,23 +157,67 @@ def _resolve(cfg: TrainConfig, data_sha: str) -> tuple[TrainConfig, dict | None]
     return TrainConfig(**{**asdict(cfg), **{k: saved[k] for k in RUN_FIELDS if k in saved}}), meta
 
 
-def type_forms(ds: Dataset) -> dict[str, dict]:
-    """What the training tunes of each type are like: usual meter, form, pickup and style
-    (form.form_stats); composing reads it from the checkpoint."""
-    v = ds.vocab
-    shapes = []
-    for i in ds.indices("train"):
-        meter = v.meters[ds.meter[i]]
-        bar = Meter.parse(meter).bar_ticks
-        shapes.append(TuneShape(v.types[ds.type[i]], meter, ds.forms[i],
-                                (bar - int(ds.start[i])) % bar, v.styles[ds.style[i]]))
-    return form_stats(shapes)
 
 
-def style_counts(ds: Dataset) -> dict[str, int]:
-    """Training tunes per style label; the sampler's default style is the most common one."""
-    counts = np.bincount(ds.style[ds.indices("train")], minlength=len(ds.vocab.styles))
-    return {name: int(c) for name, c in zip(ds.vocab.styles, counts)}
+@dataclass
+class TrainState:
+    """The trainer's counters and history: the resume file's state.json holds these fields
+    (beside the tensors), and a resume without any of them is refused, not half-read."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches of the current epoch done
+    step: int = 0  # optimizer steps in all
+    lr_scale: float = 1.0  # the plateau decays applied so far
+    best: float = math.inf  # best validation bits/note
+    best_epoch: int = 0
+    bad: int = 0  # epochs without improvement (early stop)
+    lr_bad: int = 0  # epochs without improvement since the last decay
+    history: list = field(default_factory=list)  # one metrics record per epoch
+    partial: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # the epoch so far:
+    #                                       rhythm nats, pitch nats, events, seconds
+    elapsed: float = 0.0  # seconds of training before this invocation
+
+    @classmethod
+    def from_saved(cls, saved: dict, where: Path) -> "TrainState":
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in saved]
+        if missing:
+            raise TrainError(f"{where} lacks {', '.join(missing)}: it was written by another "
+                             "version of composer; start a new run")
+        return cls(**{n: saved[n] for n in names})
+
+
+@dataclass
+class _Run:
+    """What a training run sets up once and every epoch reads."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    mcfg: ModelConfig
+    vocab: object
+    amp: Callable
+    train_set: Batches
+    valid_set: Batches
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    warmup: int
+    n_params: int
+    record: dict  # what config.json records of the run besides the metrics
+    say: Callable[[str], None]
+    main: bool
+    started: float = field(default_factory=time.monotonic)
+    last_save: float = field(default_factory=time.monotonic)
+
+    def scalars(self, st: TrainState) -> dict:
+        """What the resume state.json holds."""
+        return dict(asdict(st), elapsed=st.elapsed + time.monotonic() - self.started,
+                    train_config=self.record["train"], data_sha256=self.record["data"]["sha256"])
+
+    def save_resume(self, st: TrainState) -> None:
+        save_training_state(self.out / RESUME_DIR, self.model, self.opt, self.scalars(st))
+        self.last_save = time.monotonic()
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
@@ -235,6 +229,34 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     """
     main = cfg.rank == 0
     say = (log or print) if main else (lambda _msg: None)
+    run, st = _setup(cfg, say, main)
+    cfg = run.cfg
+    prog = Progress(say, progress and main)
+    stopped, stepping = None, [False]
+    acc = torch.zeros(3, dtype=torch.float64, device=run.device)
+    try:
+        while stopped is None and st.epoch < cfg.epochs:
+            stopped, acc = _train_epoch(run, st, prog, stepping)
+            if not stopped:
+                stopped = _end_epoch(run, st)
+        if stopped == "time budget" and main:
+            run.save_resume(st)
+            say(f"time budget of {cfg.max_minutes} min reached; continue with --resume")
+    except KeyboardInterrupt:
+        if main and not stepping[0]:
+            st.partial[:3] = acc.tolist()
+            run.save_resume(st)
+            prog.end()
+            say(f"interrupted; continue with --resume (checkpoint in {run.out / RESUME_DIR})")
+        raise
+    finally:
+        if cfg.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return _finish(run, st, stopped or "epochs")
+
+
+def _setup(cfg: TrainConfig, say: Callable[[str], None], main: bool) -> tuple[_Run, TrainState]:
+    """Data, model, optimizer and state (fresh, or from the resume checkpoint)."""
     out = Path(cfg.out)
     device = _device(cfg)
     ds = Dataset.load(cfg.data)
@@ -269,14 +291,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     if cfg.rank:  # same initial weights everywhere, different dropout masks per process
         torch.manual_seed(cfg.seed + 1_000_003 * cfg.rank)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    s = dict(epoch=0, batch=0, step=0, lr_scale=1.0, best=math.inf, best_epoch=0, bad=0,
-             lr_bad=0, history=[], partial=[0.0, 0.0, 0.0, 0.0], elapsed=0.0)
+    st = TrainState()
     if meta is not None:
-        saved = load_training_state(out / RESUME_DIR, model, opt, device)
-        s.update({k: val for k, val in saved.items() if k in s})
+        st = TrainState.from_saved(load_training_state(out / RESUME_DIR, model, opt, device),
+                                   out / RESUME_DIR / "state.json")
         if cfg.rank:
-            torch.manual_seed(cfg.seed + 1_000_003 * cfg.rank + s["step"])
-        say(f"resuming {out} at epoch {s['epoch'] + 1}, batch {s['batch']}, step {s['step']}")
+            torch.manual_seed(cfg.seed + 1_000_003 * cfg.rank + st.step)
+        say(f"resuming {out} at epoch {st.epoch + 1}, batch {st.batch}, step {st.step}")
     net = model
     if cfg.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -289,113 +310,104 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
         f"{'bf16' if amp is not contextlib.nullcontext else 'fp32'}, {cfg.world_size} process(es)")
     if not len(valid_set):
         say("warning: no valid split; selecting the model on training loss")
-    train_cfg = {k: val for k, val in asdict(cfg).items()
-                 if k not in ("rank", "local_rank", "resume")}
-    extra = {"train": train_cfg, "params": n_params,
-             "data": {"file": Path(cfg.data).name, "sha256": data_sha,
-                      "train_sequences": len(train_set), "valid_sequences": len(valid_set),
-                      "train_events": train_set.events, "style_counts": style_counts(ds),
-                      "forms": type_forms(ds)}}
+    record = {"train": {k: val for k, val in asdict(cfg).items()
+                        if k not in ("rank", "local_rank", "resume")},
+              "params": n_params,
+              "data": {"file": Path(cfg.data).name, "sha256": data_sha,
+                       "train_sequences": len(train_set), "valid_sequences": len(valid_set),
+                       "train_events": train_set.events, "style_counts": style_counts(ds),
+                       "forms": type_forms(ds)}}
+    return _Run(cfg, out, device, mcfg, v, amp, train_set, valid_set, model, net, opt, warmup,
+                n_params, record, say, main), st
 
-    def scalars() -> dict:
-        return dict(s, elapsed=s["elapsed"] + time.monotonic() - t0, train_config=train_cfg,
-                    data_sha256=data_sha)
 
-    t0 = time.monotonic()
-    last_save = t0
-    prog = _Progress(say, progress and main)
-    stopped, stepping = None, False
-    acc = torch.zeros(3, dtype=torch.float64, device=device)
-    try:
-        while stopped is None and s["epoch"] < cfg.epochs:
-            epoch = s["epoch"]
-            plan = train_set.plan(cfg.batch_size, cfg.seed, epoch, True, cfg.rank, cfg.world_size)
-            acc = torch.tensor(s["partial"][:3], dtype=torch.float64, device=device)
-            seconds0, t_epoch = s["partial"][3], time.monotonic()
-            model.train()
-            for bi in range(s["batch"], len(plan)):
-                batch = train_set.collate(plan[bi], device)
-                stepping = True  # weights and counters change together; don't save midway
-                acc += train_step(net, opt, batch, amp, cfg.clip, _lr(cfg, s, warmup))
-                s["step"] += 1
-                s["batch"] = bi + 1
-                stepping = False
-                now = time.monotonic()
-                if prog.due():
-                    a = acc.tolist()
-                    prog.update(epoch, bi + 1, len(plan), bits(a[0] + a[1], a[2]),
-                                a[2] * cfg.world_size / max(seconds0 + now - t_epoch, 1e-9))
-                over = cfg.max_minutes is not None and now - t0 > cfg.max_minutes * 60
-                if cfg.world_size > 1 and cfg.max_minutes is not None:
-                    over = _all_sum([float(over)], device, cfg.world_size)[0] > 0
-                if over:
-                    stopped = "time budget"
-                    break
-                if main and now - last_save > cfg.checkpoint_minutes * 60:
-                    s["partial"] = [*acc.tolist(), seconds0 + now - t_epoch]
-                    save_training_state(out / RESUME_DIR, model, opt, scalars())
-                    last_save = now
-            prog.end()
-            seconds = s["partial"][3] = seconds0 + time.monotonic() - t_epoch
-            s["partial"][:3] = acc.tolist()
-            if stopped:
-                break
-            tr = _all_sum(s["partial"][:3], device, cfg.world_size)
-            t_val = time.monotonic()
-            va = _evaluate(model, valid_set, cfg, device, amp) if len(valid_set) else tr
-            rec = {"epoch": epoch + 1, "step": s["step"], "lr": _lr(cfg, s, warmup),
-                   "train_rhythm": bits(tr[0], tr[2]), "train_pitch": bits(tr[1], tr[2]),
-                   "train_total": bits(tr[0] + tr[1], tr[2]),
-                   "valid_rhythm": bits(va[0], va[2]), "valid_pitch": bits(va[1], va[2]),
-                   "valid_total": bits(va[0] + va[1], va[2]),
-                   "notes_per_s": tr[2] / max(seconds, 1e-9), "seconds": round(seconds, 3),
-                   "valid_seconds": round(time.monotonic() - t_val, 3)}
-            s["history"].append(rec)
-            improved = rec["valid_total"] < s["best"] - cfg.min_delta
-            if improved:
-                s.update(best=rec["valid_total"], best_epoch=epoch + 1, bad=0, lr_bad=0)
-                if main:
-                    save_model(out, model, mcfg, v, dict(extra, metrics=rec))
-            else:
-                s["bad"] += 1
-                s["lr_bad"] += 1
-                if s["lr_bad"] >= cfg.lr_patience:
-                    s["lr_scale"] *= cfg.lr_decay
-                    s["lr_bad"] = 0
-            s.update(epoch=epoch + 1, batch=0, partial=[0.0, 0.0, 0.0, 0.0])
-            if main:
-                write_atomic(out / "metrics.jsonl",
-                             "".join(json.dumps(h) + "\n" for h in s["history"]).encode())
-                _plot(s["history"], out / "training.png")
-                save_training_state(out / RESUME_DIR, model, opt, scalars())
-                last_save = time.monotonic()
-            say(f"epoch {epoch + 1}/{cfg.epochs}: train {rec['train_total']:.3f} valid "
-                f"{rec['valid_total']:.3f} bits/note (rhythm {rec['valid_rhythm']:.3f}, pitch "
-                f"{rec['valid_pitch']:.3f}), {rec['notes_per_s']:,.0f} notes/s, {seconds:.0f} s"
-                + (" *" if improved else ""))
-            if s["bad"] >= cfg.patience:
-                stopped = "early stop"
-        if stopped == "time budget" and main:
-            save_training_state(out / RESUME_DIR, model, opt, scalars())
-            say(f"time budget of {cfg.max_minutes} min reached; continue with --resume")
-    except KeyboardInterrupt:
-        if main and not stepping:
-            s["partial"][:3] = acc.tolist()
-            save_training_state(out / RESUME_DIR, model, opt, scalars())
-            prog.end()
-            say(f"interrupted; continue with --resume (checkpoint in {out / RESUME_DIR})")
-        raise
-    finally:
-        if cfg.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-    stopped = stopped or "epochs"
-    best = next((h for h in s["history"] if h["epoch"] == s["best_epoch"]), {})
-    result = {"out": str(out), "stopped": stopped, "epochs": s["epoch"], "steps": s["step"],
-              "best_epoch": s["best_epoch"], "params": n_params, **best}
-    if main:
-        if not s["best_epoch"]:  # no epoch finished yet: ship the current weights anyway
-            save_model(out, model, mcfg, v, dict(extra, metrics={}))
-        config = read_json(out / "config.json")
+def _train_epoch(run: _Run, st: TrainState, prog: "Progress", stepping: list[bool]
+                 ) -> tuple[str | None, torch.Tensor]:
+    """The batches of the current epoch from where it stands, with resumable checkpoints on
+    the way; returns "time budget" if that ran out (else None) and the epoch's sums. While
+    stepping[0] is set, weights and counters are changing and must not be saved."""
+    cfg, device = run.cfg, run.device
+    plan = run.train_set.plan(cfg.batch_size, cfg.seed, st.epoch, True, cfg.rank, cfg.world_size)
+    acc = torch.tensor(st.partial[:3], dtype=torch.float64, device=device)
+    seconds0, t_epoch = st.partial[3], time.monotonic()
+    stopped = None
+    run.model.train()
+    for bi in range(st.batch, len(plan)):
+        batch = run.train_set.collate(plan[bi], device)
+        stepping[0] = True
+        acc += train_step(run.net, run.opt, batch, run.amp, cfg.clip, _lr(cfg, st, run.warmup))
+        st.step += 1
+        st.batch = bi + 1
+        stepping[0] = False
+        now = time.monotonic()
+        if prog.due():
+            a = acc.tolist()
+            prog.update(st.epoch, bi + 1, len(plan), bits(a[0] + a[1], a[2]),
+                        a[2] * cfg.world_size / max(seconds0 + now - t_epoch, 1e-9))
+        over = cfg.max_minutes is not None and now - run.started > cfg.max_minutes * 60
+        if cfg.world_size > 1 and cfg.max_minutes is not None:
+            over = _all_sum([float(over)], device, cfg.world_size)[0] > 0
+        if over:
+            stopped = "time budget"
+            break
+        if run.main and now - run.last_save > cfg.checkpoint_minutes * 60:
+            st.partial = [*acc.tolist(), seconds0 + now - t_epoch]
+            run.save_resume(st)
+    prog.end()
+    st.partial[3] = seconds0 + time.monotonic() - t_epoch
+    st.partial[:3] = acc.tolist()
+    return stopped, acc
+
+
+def _end_epoch(run: _Run, st: TrainState) -> str | None:
+    """Validate, keep the best model, decay the LR on a plateau, log and checkpoint; returns
+    "early stop" when patience has run out."""
+    cfg, device = run.cfg, run.device
+    tr = _all_sum(st.partial[:3], device, cfg.world_size)
+    seconds = st.partial[3]
+    t_val = time.monotonic()
+    va = _evaluate(run.model, run.valid_set, cfg, device, run.amp) if len(run.valid_set) else tr
+    rec = {"epoch": st.epoch + 1, "step": st.step, "lr": _lr(cfg, st, run.warmup),
+           "train_rhythm": bits(tr[0], tr[2]), "train_pitch": bits(tr[1], tr[2]),
+           "train_total": bits(tr[0] + tr[1], tr[2]),
+           "valid_rhythm": bits(va[0], va[2]), "valid_pitch": bits(va[1], va[2]),
+           "valid_total": bits(va[0] + va[1], va[2]),
+           "notes_per_s": tr[2] / max(seconds, 1e-9), "seconds": round(seconds, 3),
+           "valid_seconds": round(time.monotonic() - t_val, 3)}
+    st.history.append(rec)
+    improved = rec["valid_total"] < st.best - cfg.min_delta
+    if improved:
+        st.best, st.best_epoch, st.bad, st.lr_bad = rec["valid_total"], st.epoch + 1, 0, 0
+        if run.main:
+            save_model(run.out, run.model, run.mcfg, run.vocab, dict(run.record, metrics=rec))
+    else:
+        st.bad += 1
+        st.lr_bad += 1
+        if st.lr_bad >= cfg.lr_patience:
+            st.lr_scale *= cfg.lr_decay
+            st.lr_bad = 0
+    st.epoch, st.batch, st.partial = st.epoch + 1, 0, [0.0, 0.0, 0.0, 0.0]
+    if run.main:
+        write_atomic(run.out / "metrics.jsonl",
+                     "".join(json.dumps(h) + "\n" for h in st.history).encode())
+        plot_curves(st.history, run.out / "training.png")
+        run.save_resume(st)
+    run.say(f"epoch {rec['epoch']}/{cfg.epochs}: train {rec['train_total']:.3f} valid "
+            f"{rec['valid_total']:.3f} bits/note (rhythm {rec['valid_rhythm']:.3f}, pitch "
+            f"{rec['valid_pitch']:.3f}), {rec['notes_per_s']:,.0f} notes/s, {seconds:.0f} s"
+            + (" *" if improved else ""))
+    return "early stop" if st.bad >= cfg.patience else None
+
+
+def _finish(run: _Run, st: TrainState, stopped: str) -> dict:
+    """The run's result, also recorded in OUT/config.json."""
+    best = next((h for h in st.history if h["epoch"] == st.best_epoch), {})
+    result = {"out": str(run.out), "stopped": stopped, "epochs": st.epoch, "steps": st.step,
+              "best_epoch": st.best_epoch, "params": run.n_params, **best}
+    if run.main:
+        if not st.best_epoch:  # no epoch finished yet: ship the current weights anyway
+            save_model(run.out, run.model, run.mcfg, run.vocab, dict(run.record, metrics={}))
+        config = read_json(run.out / "config.json")
         config["training"] = {k: result[k] for k in ("stopped", "epochs", "steps", "best_epoch")}
-        write_json(out / "config.json", config)
+        write_json(run.out / "config.json", config)
     return result

@@ -83,6 +83,16 @@ def test_resume_after_one_epoch_gives_identical_weights(tiny_dataset_path, tmp_p
                                                         history(tmp_path / "a"))]
 
 
+def test_resume_refuses_a_state_file_that_lacks_a_counter(tiny_dataset_path, tmp_path):
+    train(tiny(tiny_dataset_path, tmp_path, epochs=1), **QUIET)
+    state = tmp_path / "resume" / "state.json"
+    saved = json.loads(state.read_text())
+    saved["lr_decays"] = saved.pop("lr_scale")  # as a renamed field would be
+    state.write_text(json.dumps(saved))
+    with pytest.raises(TrainError, match="lacks lr_scale"):
+        train(tiny(tiny_dataset_path, tmp_path, epochs=2, resume=True), **QUIET)
+
+
 def test_resume_mid_epoch_restores_the_data_position(tiny_dataset_path, tmp_path):
     train(tiny(tiny_dataset_path, tmp_path / "a", epochs=2), **QUIET)
     # a zero time budget stops after the first batch, in the middle of epoch 1
