@@ -287,14 +287,6 @@ def detect_key(notes: list[Note]) -> str | None:
     return f"{k.tonic.pitchClass} {k.mode}"
 
 
-def split_at_bar(m: Melody, bars: int) -> tuple[list[Note], list[Note]]:
-    """Notes starting before the barline that ends complete bar `bars` (after any pickup),
-    and the rest."""
-    cut = m.pickup + bars * m.meter.bar_ticks
-    k = sum(1 for t in m.onsets() if t < cut)
-    return m.notes[:k], m.notes[k:]
-
-
 def key_consistency(composer: Composer, tunes: list[Melody], seed: int = 0) -> dict:
     """Split each tune at half its bars; continue the first half with the sampler and compare
     the detected key of the fragment with that of the continuation. The same comparison on the
@@ -305,7 +297,7 @@ def key_consistency(composer: Composer, tunes: list[Melody], seed: int = 0) -> d
         if bars < 2:
             continue
         keep = bars // 2
-        fragment, rest = split_at_bar(t, keep)
+        fragment, rest = t.split_at_bar(keep)
         comp = composer.continue_melody(t, bars=bars - keep, keep_bars=keep,
                                         sampling=SamplingOptions(seed=seed + i))
         notes = comp.melody.notes

@@ -174,6 +174,13 @@ class Melody:
             t += n.duration
         return out
 
+    def split_at_bar(self, bars: int) -> tuple[list[Note], list[Note]]:
+        """The notes that start within the pickup and the first `bars` complete bars, and the
+        rest."""
+        cut = self.pickup + bars * self.meter.bar_ticks
+        k = sum(1 for t in self.onsets() if t < cut)
+        return list(self.notes[:k]), list(self.notes[k:])
+
     def positions(self) -> list[int]:
         """Position of each note in its bar, in ticks since the last barline."""
         bar, start = self.meter.bar_ticks, self.start_position

@@ -262,7 +262,8 @@ class Composer:
             raise MusicError(f"bars must be in {b0}..{b1}, got {bars}")
         if keep_bars is not None and (not isinstance(keep_bars, int) or keep_bars < 1):
             raise MusicError(f"keep_bars must be a positive number of bars, got {keep_bars}")
-        frag = _keep_bars(melody, keep_bars)
+        frag = melody if keep_bars is None else replace(
+            melody, notes=melody.split_at_bar(keep_bars)[0])
         if not frag.notes:
             raise MusicError("the fragment has no notes")
         meter = self._meter(str(frag.meter))
@@ -287,14 +288,8 @@ class Composer:
         low = min([opts.low] + sounding)
         high = max([opts.high] + sounding)
         labels = self._labels(meter, mode, style, kind)
-        s = self._steps(enc, target, total)
         n = len(enc.durations)
-        batch = {k: torch.from_numpy(v[:n]).view(1, n) for k, v in s.items()}
-        batch.update({k: torch.tensor([i]) for k, i in zip(self.model.inputs.label_keys, labels)})
-        with torch.inference_mode():
-            dur_logits, pitch_logits, state = self.model.prime(batch)
-        frag_rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"][:n])
-        frag_pitch = bits(pitch_logits[0].float().numpy(), s["pitch_out"][:n])
+        frag_rhythm, frag_pitch, state, s = self._read(enc, target, total, labels, n)
         remaining = total - frag_ticks
         plan = self._plan(meter, (start + total) % bar, remaining, lay)
         seed = _seed(opts.seed)
@@ -323,15 +318,9 @@ class Composer:
         form = tune_form(enc, self.vocab, total)
         if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
             form = tune_form(replace(enc, form=None), self.vocab, total)
-        s = self._steps(enc, form, total)
-        batch = {k: torch.from_numpy(v).view(1, -1) for k, v in s.items()}
-        labels = self._labels(meter, mode, style, kind)
-        batch.update({k: torch.tensor([i]) for k, i in zip(self.model.inputs.label_keys, labels)})
-        with torch.inference_mode():
-            dur_logits, pitch_logits = self.model(batch)
         n = len(enc.durations)
-        rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"])
-        pitch = bits(pitch_logits[0].float().numpy()[:n], s["pitch_out"][:n])
+        rhythm, pitch, _, _ = self._read(enc, form, total, self._labels(meter, mode, style, kind),
+                                         n + 1)
         bar, beat = meter.bar_ticks, meter.beat_ticks
         first_bar = 0 if melody.pickup else 1
         notes = []
@@ -352,6 +341,21 @@ class Composer:
         n = len(enc.durations)
         s.update({k: v[:n + 1] for k, v in form_streams(enc, self.vocab, form, total).items()})
         return s
+
+    def _read(self, enc, form: Form, total: int, labels: tuple[int, ...], steps: int
+              ) -> tuple[np.ndarray, np.ndarray, object, dict[str, np.ndarray]]:
+        """Both networks read the first `steps` steps of a tune (n + 1 for all of it, the last
+        predicting END) in one teacher-forced pass. Returns the rhythm bits of each step, the
+        pitch bits of each note among them, the state after them, and the steps themselves."""
+        s = self._steps(enc, form, total)
+        batch = {k: torch.from_numpy(v[:steps]).view(1, steps) for k, v in s.items()}
+        batch.update({k: torch.tensor([i]) for k, i in zip(self.model.inputs.label_keys, labels)})
+        with torch.inference_mode():
+            dur_logits, pitch_logits, state = self.model.prime(batch)
+        notes = min(steps, len(enc.durations))
+        rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"][:steps])
+        pitch = bits(pitch_logits[0].float().numpy()[:notes], s["pitch_out"][:notes])
+        return rhythm, pitch, state, s
 
     def _tracker(self, lay: Layout, enc) -> FormTracker | None:
         """A one-row form tracker that has read the notes of `enc` (a fragment to continue)."""
@@ -413,15 +417,6 @@ def _best(rows: list, count: int, best_of: int) -> list:
         group = rows[g * best_of:(g + 1) * best_of]
         out.append(min(group, key=lambda r: _per_note(r[2], r[3])))
     return out
-
-
-def _keep_bars(melody: Melody, keep_bars: int | None) -> Melody:
-    """The notes that start within the pickup and the first `keep_bars` full bars."""
-    if keep_bars is None:
-        return melody
-    cut = melody.pickup + keep_bars * melody.meter.bar_ticks
-    k = sum(1 for t in melody.onsets() if t < cut)
-    return replace(melody, notes=list(melody.notes[:k]))
 
 
 def _octave_shift(at_c: list[int | None], enc, vocab: Vocab) -> int:

@@ -16,7 +16,7 @@ from composer.cli import app
 from composer.dataset import Dataset
 from composer.encoding import Vocab, build_duration_vocab, count_durations, encode
 from composer.evaluate import (METRIC_KEYS, conform, distribution_similarity, evaluate,
-                               evaluate_model, map_label, split_at_bar)
+                               evaluate_model, map_label)
 from composer.markov import MarkovModel, Steps
 from composer.model import ModelConfig, build_model
 from composer.music import Melody, Meter, Note
@@ -251,7 +251,7 @@ def test_detect_key_finds_an_obvious_key():
 
 def test_split_at_bar_respects_pickup():
     m = Melody([Note(60, 24)] + [Note(62, 24)] * 12, Meter(3, 4), pickup=24)
-    first, rest = split_at_bar(m, 2)
+    first, rest = m.split_at_bar(2)
     assert len(first) == 7 and len(rest) == 6
 
 
