@@ -29,7 +29,7 @@ from .form import parse_form, played
 from .formats import FormatError, ReadLimits, read_melody, render, to_abc, to_midi_bytes
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, key_spelling, normalize_mode,
                     quarters_to_ticks, tonic_pitch_class)
-from .notation import NotationRenderer
+from .engraving import NotationRenderer
 from .tunetype import check_type
 from .sample import Composer, ComposeRequest, Composition, SamplingOptions
 
