@@ -214,15 +214,6 @@ def resolve_request(body: ComposeBody, options: dict[str, Any], new_tune: bool =
                           pickup=pickup)
 
 
-def _field_of(message: str) -> str | None:
-    """Which request field a sampler error message is about, if it names one."""
-    for name in ("form", "type", "pickup", "meter", "key", "mode", "style", "bars", "temperature",
-                 "top_p", "best_of", "seed", "tempo"):
-        if re.search(rf"\b{name.replace('_', '[_ ]')}", message, re.IGNORECASE):
-            return name
-    return None
-
-
 # --- the work done in the pool ----------------------------------------------------------------
 
 def _bits(x: float) -> float | None:
@@ -328,9 +319,10 @@ class Gate:
             self.in_flight -= 1
 
 
-async def run_job(request: Request, fn: Callable[[], Any], bad_input: int = 422) -> Any:
+async def run_job(request: Request, fn: Callable[[], Any], given: set[str] | None = None) -> Any:
     """Run `fn()` in the app's bounded pool; 503 with Retry-After when pool and queue are full.
-    A MusicError from the sampler is the request's fault: `bad_input` (422, or 400 for a file)."""
+    A MusicError is a 422 naming its field when that field is one of `given` (the fields the
+    request set; None: every field is the request's), else a 400 about the uploaded file."""
     state = request.app.state
     if not state.gate.enter():
         raise APIError(503, "the server is busy; try again in a moment",
@@ -340,10 +332,9 @@ async def run_job(request: Request, fn: Callable[[], Any], bad_input: int = 422)
         try:
             return fn()
         except MusicError as e:
-            if e.field:  # an option at fault, whatever the file
+            if given is None or e.field in given:  # a request field at fault
                 raise APIError(422, str(e), e.field) from None
-            name = _field_of(str(e)) if bad_input == 422 else "file"
-            raise APIError(bad_input, str(e), name) from None
+            raise APIError(400, str(e), "file") from None  # the file's own music
 
     future = state.pool.submit(job)
     future.add_done_callback(state.gate.leave)  # the slot frees when the work ends, not the client
@@ -529,7 +520,7 @@ def _add_routes(app: FastAPI) -> None:
             return file_response(comp, format) if format else JSONResponse(
                 composition_json(comp, state.renderer))
 
-        return await run_job(request, run, bad_input=400)
+        return await run_job(request, run, given=set(given))
 
     @app.post("/api/score", tags=["music"],
               responses={code: {"model": Error} for code in (400, 413, 422, 503)})
@@ -548,7 +539,7 @@ def _add_routes(app: FastAPI) -> None:
             report.update(tune_json(melody, bits, report["bits_per_note"], state.renderer))
             return JSONResponse(report)
 
-        return await run_job(request, run, bad_input=400)
+        return await run_job(request, run, given=set())
 
 
 # --- running it -------------------------------------------------------------------------------

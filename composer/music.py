@@ -23,7 +23,7 @@ def quarters_to_ticks(quarters: float, what: str = "pickup") -> int:
     ticks = float(quarters) * TICKS_PER_QUARTER
     if not ticks >= 0 or abs(ticks - round(ticks)) > 1e-6:
         raise MusicError(f"{what} must be a length in quarter notes, a multiple of 1/"
-                         f"{TICKS_PER_QUARTER} (0.5 is an eighth note), not {quarters:g}")
+                         f"{TICKS_PER_QUARTER} (0.5 is an eighth note), not {quarters:g}", field=what)
     return int(round(ticks))
 
 # Semitone offsets of each scale degree above the tonic.
@@ -63,7 +63,7 @@ def tonic_pitch_class(name: str) -> int:
     """Pitch class (0..11) of a tonic name such as 'D', 'F#', 'Bb' or 'E-' (music21 flat)."""
     m = re.fullmatch(r"\s*([A-Ga-g])([#b\-♯♭]*)\s*", name or "")
     if not m:
-        raise MusicError(f"unknown key {name!r}; valid keys: {', '.join(KEYS)}")
+        raise MusicError(f"unknown key {name!r}; valid keys: {', '.join(KEYS)}", field="key")
     pc = PITCH_CLASS[m.group(1).upper()]
     for ch in m.group(2):
         pc += 1 if ch in "#♯" else -1
@@ -79,7 +79,7 @@ def normalize_mode(name: str) -> str:
         return MODE_ALIASES[key]
     if key[:3] in MODE_ALIASES and len(key) >= 3:
         return MODE_ALIASES[key[:3]]
-    raise MusicError(f"unknown mode {name!r}; valid modes: {', '.join(MODES)}")
+    raise MusicError(f"unknown mode {name!r}; valid modes: {', '.join(MODES)}", field="mode")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ class Meter:
 
     def __post_init__(self) -> None:
         if self.numerator < 1 or self.denominator not in (1, 2, 4, 8, 16, 32):
-            raise MusicError(f"unsupported meter {self.numerator}/{self.denominator}")
+            raise MusicError(f"unsupported meter {self.numerator}/{self.denominator}",
+                             field="meter")
 
     @classmethod
     def parse(cls, text: str) -> "Meter":
@@ -103,7 +104,7 @@ class Meter:
             return cls(2, 2)
         m = re.fullmatch(r"(\d+)\s*/\s*(\d+)", t)
         if not m:
-            raise MusicError(f"unknown meter {text!r}; write it as N/D, e.g. 6/8")
+            raise MusicError(f"unknown meter {text!r}; write it as N/D, e.g. 6/8", field="meter")
         return cls(int(m.group(1)), int(m.group(2)))
 
     @property

@@ -29,21 +29,22 @@ class SamplingOptions:
     def validate(self) -> None:
         t0, t1 = LIMITS["temperature"]
         if not (isinstance(self.temperature, (int, float)) and t0 < self.temperature <= t1):
-            raise MusicError(f"temperature must be > {t0:g} and <= {t1:g}, got {self.temperature}")
+            raise MusicError(f"temperature must be > {t0:g} and <= {t1:g}, got {self.temperature}",
+                             field="temperature")
         if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
-            raise MusicError(f"top_p must be > 0 and <= 1, got {self.top_p}")
+            raise MusicError(f"top_p must be > 0 and <= 1, got {self.top_p}", field="top_p")
         b0, b1 = LIMITS["best_of"]
         if not b0 <= int(self.best_of) <= b1:
-            raise MusicError(f"best_of must be in {b0}..{b1}, got {self.best_of}")
+            raise MusicError(f"best_of must be in {b0}..{b1}, got {self.best_of}", field="best_of")
         p0, p1 = LIMITS["pitch"]
         for name in ("low", "high"):
             if not p0 <= int(getattr(self, name)) <= p1:
                 raise MusicError(f"{name} pitch must be a MIDI number in {p0}..{p1}, "
-                                 f"got {getattr(self, name)}")
+                                 f"got {getattr(self, name)}", field=name)
         if self.low > self.high:
-            raise MusicError(f"low pitch {self.low} is above high pitch {self.high}")
+            raise MusicError(f"low pitch {self.low} is above high pitch {self.high}", field="low")
         if self.seed is not None and not 0 <= int(self.seed) < 2**63:
-            raise MusicError(f"seed must be in 0..2^63-1, got {self.seed}")
+            raise MusicError(f"seed must be in 0..2^63-1, got {self.seed}", field="seed")
 
 
 @dataclass

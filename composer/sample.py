@@ -93,7 +93,8 @@ class Composer:
         for v in values:
             if v.lower() == str(value).strip().lower():
                 return v
-        raise MusicError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(values)}")
+        raise MusicError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(values)}",
+                         field=kind)
 
     def _meter(self, text: str) -> Meter:
         try:
@@ -102,7 +103,7 @@ class Composer:
             meter = None
         if meter is None or str(meter) not in self.vocab.meters:
             raise MusicError(f"unknown meter {text!r}; valid meters: "
-                             f"{', '.join(self.vocab.meters)}")
+                             f"{', '.join(self.vocab.meters)}", field="meter")
         return meter
 
     def _fragment_mode(self, mode: str) -> str:
@@ -141,7 +142,7 @@ class Composer:
     def _layout(self, form: Form, meter: Meter, start: int, total: int) -> Layout:
         if not 1 <= form.written_bars <= LIMITS["bars"][1]:
             raise MusicError(f"the form has {form.written_bars} bars; at most "
-                             f"{LIMITS['bars'][1]}")
+                             f"{LIMITS['bars'][1]}", field="form")
         return Layout.of(form, meter.bar_ticks, start, total)
 
     def _pitch_bias(self, low: int, high: int) -> np.ndarray:
@@ -150,7 +151,7 @@ class Composer:
         lo, hi = max(low, v.pitch_low), min(high, v.pitch_high)
         if lo > hi:
             raise MusicError(f"pitch range {low}..{high} (at tonic C) is outside the model's range "
-                             f"{v.pitch_low}..{v.pitch_high}")
+                             f"{v.pitch_low}..{v.pitch_high}", field="low")
         bias = np.full(v.n_pitches, -np.inf, np.float32)
         bias[REST] = 0.0
         bias[v.pitch_token(lo):v.pitch_token(hi) + 1] = 0.0
@@ -170,7 +171,7 @@ class Composer:
             plan = self._plans[key] = rhythm_plan(self.vocab, meter, end_position, span, barriers)
         if not plan.reach[remaining]:
             raise MusicError(f"the model's durations cannot fill {remaining} ticks of {meter} "
-                             "exactly; try another meter or number of bars")
+                             "exactly; try another meter or number of bars", field="meter")
         return plan
 
     # --- public API -------------------------------------------------------------------------
@@ -184,12 +185,12 @@ class Composer:
         opts.validate()
         c0, c1 = LIMITS["count"]
         if not c0 <= int(count) <= c1:
-            raise MusicError(f"count must be in {c0}..{c1}, got {count}")
+            raise MusicError(f"count must be in {c0}..{c1}, got {count}", field="count")
         b0, b1 = LIMITS["bars"]
         if req.bars is not None and (not isinstance(req.bars, int) or not b0 <= req.bars <= b1):
-            raise MusicError(f"bars must be in {b0}..{b1}, got {req.bars}")
+            raise MusicError(f"bars must be in {b0}..{b1}, got {req.bars}", field="bars")
         if req.bars is not None and req.form:
-            raise MusicError("give bars or a form, not both: the form sets the bars")
+            raise MusicError("give bars or a form, not both: the form sets the bars", field="form")
         given_type = self.forms.check(req.tune_type) if req.tune_type else None
         meter = self._meter(req.meter or (self.forms.usual(given_type)["meter"] if given_type
                                           else DEFAULT_METER))
@@ -202,18 +203,19 @@ class Composer:
         mode = self._label("mode", mode)
         key = next((k for k in KEYS if k.lower() == str(req.key).strip().lower()), None)
         if key is None:
-            raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}")
+            raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}", field="key")
         usual = self.forms.usual(given_type) if given_type else {}
         style = self._style(req.style or (self._type_style(given_type) if given_type else None))
         pickup = req.pickup if req.pickup is not None else (
             int(usual.get("pickup", 0)) if usual.get("meter") == str(meter) else 0)
         t0, t1 = LIMITS["tempo"]
         if not t0 <= float(req.tempo) <= t1:
-            raise MusicError(f"tempo must be in {t0:g}..{t1:g} quarter notes per minute")
+            raise MusicError(f"tempo must be in {t0:g}..{t1:g} quarter notes per minute",
+                             field="tempo")
         bar = meter.bar_ticks
         if not 0 <= pickup < bar:
             raise MusicError(f"pickup must be shorter than a bar of {meter} "
-                             f"({bar / TICKS_PER_QUARTER:g} quarter notes)")
+                             f"({bar / TICKS_PER_QUARTER:g} quarter notes)", field="pickup")
         tonic = tonic_pitch_class(key)
         shift = nearest_shift(0, tonic)
         start = (bar - pickup) % bar
@@ -222,7 +224,7 @@ class Composer:
         plan = self._plan(meter, (start + total) % bar, total, lay)
         if pickup and not plan.reach[total - pickup]:
             raise MusicError(f"a pickup of {pickup / TICKS_PER_QUARTER:g} quarter notes cannot "
-                             "be filled with the model's durations")
+                             "be filled with the model's durations", field="pickup")
         seed = _seed(opts.seed)
         begin = Start(BOS, BOS, start, start, total)
         labels = self._labels(meter, mode, style, tune_type)
@@ -259,9 +261,10 @@ class Composer:
         opts.validate()
         b0, b1 = LIMITS["bars"]
         if not isinstance(bars, int) or not b0 <= bars <= b1:
-            raise MusicError(f"bars must be in {b0}..{b1}, got {bars}")
+            raise MusicError(f"bars must be in {b0}..{b1}, got {bars}", field="bars")
         if keep_bars is not None and (not isinstance(keep_bars, int) or keep_bars < 1):
-            raise MusicError(f"keep_bars must be a positive number of bars, got {keep_bars}")
+            raise MusicError(f"keep_bars must be a positive number of bars, got {keep_bars}",
+                             field="keep_bars")
         frag = melody if keep_bars is None else replace(
             melody, notes=melody.split_at_bar(keep_bars)[0])
         if not frag.notes:
@@ -281,7 +284,8 @@ class Composer:
         total = (first + target.written_bars) * bar - start
         lay = self._layout(target, meter, start, total)
         if total <= frag_ticks:
-            raise MusicError("the fragment already fills the form; give a longer form")
+            raise MusicError("the fragment already fills the form; give a longer form",
+                             field="form")
         octave = _octave_shift([n.pitch for n in frag.to_tonic(0).notes], enc, self.vocab)
         shift = -nearest_shift(frag.tonic, 0) - octave  # model pitch + shift = output pitch
         sounding = [n.pitch for n in frag.notes if n.pitch is not None]
