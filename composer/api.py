@@ -43,9 +43,20 @@ UPLOAD_LIMITS = ReadLimits(max_file_bytes=MAX_UPLOAD_BYTES, max_tune_chars=16_00
 MAX_SVG_NOTES = 2_000  # engraving more would take seconds; such tunes get "svg": null
 RETRY_AFTER_S = 1
 MAX_SEED = 2**32 - 1
-# What the API accepts (as in ComposeBody); /api/options reports these, not the sampler's.
+# What the API accepts: the request bodies' bounds are read from here, and /api/options reports
+# these, not the sampler's (requests.LIMITS). They are stricter by design where one request's
+# work must stay bounded on a shared server (bars, best_of, keep_bars, tempo); a lower bound is
+# exclusive for the fields in EXCLUSIVE_MIN.
 API_LIMITS = {"bars": (1, 64), "temperature": (0, 3), "top_p": (0, 1), "best_of": (1, 16),
-              "tempo": (20, 400), "keep_bars": (1, 64), "seed": (0, MAX_SEED)}
+              "tempo": (20, 400), "keep_bars": (1, 64), "seed": (0, MAX_SEED), "pickup": (0, 16)}
+EXCLUSIVE_MIN = ("temperature", "top_p")
+
+
+def _bounded(name: str, description: str) -> Any:
+    """An optional request field within API_LIMITS[name]."""
+    lo, hi = API_LIMITS[name]
+    low = {"gt": lo} if name in EXCLUSIVE_MIN else {"ge": lo}
+    return Field(None, **low, le=hi, description=description)
 FILE_TYPES = {"mid": ("audio/midi", "mid"), "abc": ("text/vnd.abc; charset=utf-8", "abc"),
               "musicxml": ("application/vnd.recordare.musicxml+xml", "musicxml")}
 FormatQuery = Annotated[Literal["mid", "abc", "musicxml"] | None,
@@ -75,16 +86,16 @@ class ComposeBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    bars: int | None = Field(None, ge=1, le=64, description="number of bars")
+    bars: int | None = _bounded("bars", "number of bars")
     meter: str | None = Field(None, max_length=16, description="time signature", examples=["6/8"])
     key: str | None = Field(None, max_length=8, description="tonic, e.g. D or Bb", examples=["D"])
     mode: str | None = Field(None, max_length=16, description="major, minor, dorian, ...")
     style: str | None = Field(None, max_length=64, description="a style label of the model")
-    tempo: float | None = Field(None, ge=20, le=400, description="quarter notes per minute")
-    temperature: float | None = Field(None, gt=0, le=3, description="sampling temperature")
-    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed (unset: random)")
-    best_of: int | None = Field(None, ge=1, le=16, description="draw this many, keep the likeliest")
+    tempo: float | None = _bounded("tempo", "quarter notes per minute")
+    temperature: float | None = _bounded("temperature", "sampling temperature")
+    top_p: float | None = _bounded("top_p", "nucleus sampling mass")
+    seed: int | None = _bounded("seed", "random seed (unset: random)")
+    best_of: int | None = _bounded("best_of", "draw this many, keep the likeliest")
     type: str | None = Field(None, max_length=32, description="tune type: reel, jig, hornpipe, ... "
                              "(see /api/options); alone, it gives the type's usual form and meter",
                              examples=["reel"])
@@ -92,8 +103,8 @@ class ComposeBody(BaseModel):
                              "counts, e.g. AABB, ABAC or A8B8 (not with bars)", examples=["AABB"])
     endings: bool | None = Field(None, description="first and second endings on repeated parts "
                                  "(unset: as the type's tunes mostly have them)")
-    pickup: float | None = Field(None, ge=0, le=16, description="anacrusis in quarter notes, e.g. "
-                                 "0.5 for one eighth (unset: the type's usual one, else none)")
+    pickup: float | None = _bounded("pickup", "anacrusis in quarter notes, e.g. 0.5 for one "
+                                    "eighth (unset: the type's usual one, else none)")
 
 
 class ContinueForm(ComposeBody):
@@ -106,7 +117,7 @@ class ContinueForm(ComposeBody):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
                               json_schema_extra=lambda schema: schema.pop("additionalProperties"))
 
-    keep_bars: int | None = Field(None, ge=1, le=64, description="bars of the fragment to keep")
+    keep_bars: int | None = _bounded("keep_bars", "bars of the fragment to keep")
 
     @model_validator(mode="before")
     @classmethod
@@ -468,9 +479,9 @@ def _add_offline_docs(app: FastAPI) -> None:
 
 
 def _api_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The model's options, with the API's own (narrower) limits."""
-    ours = {k: {"min": a, "max": b} for k, (a, b) in API_LIMITS.items()}
-    return {**options, "limits": {**options.get("limits", {}), **ours}}
+    """The model's options, with the API's own limits (the fields it takes, and their bounds)
+    instead of the sampler's."""
+    return {**options, "limits": {k: {"min": a, "max": b} for k, (a, b) in API_LIMITS.items()}}
 
 
 def _add_routes(app: FastAPI) -> None:

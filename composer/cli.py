@@ -8,7 +8,7 @@ import typer
 
 from .dataset import DatasetError
 from .music import MusicError, quarters_to_ticks
-from .requests import SamplingOptions
+from .requests import ComposeRequest, SamplingOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Compose folk melodies with a dual-GRU rhythm/pitch model.")
@@ -142,6 +142,8 @@ TYPE_OPTION = typer.Option(None, "--type", show_default="the usual type of the m
 TEMPERATURE_OPTION = typer.Option(SamplingOptions.temperature, "--temperature",
                                   help="Sampling temperature (> 0).")
 TOP_P_OPTION = typer.Option(SamplingOptions.top_p, "--top-p", help="Nucleus sampling mass (0..1].")
+BEST_OF_OPTION = typer.Option(SamplingOptions.best_of, "--best-of",
+                              help="Sample M per tune, keep the likeliest.")
 SEED_OPTION = typer.Option(None, "--seed", show_default="random (printed)", help="Random seed.")
 THREADS_OPTION = typer.Option(1, "--threads", min=1, help=_THREADS_HELP)
 
@@ -165,17 +167,17 @@ def compose_command(
     pickup: float = typer.Option(None, "--pickup", show_default="the type's usual, else none",
                                  help="Anacrusis in quarter notes (0.5 = one eighth, 0 = none); "
                                       "the last bar is shortened to match."),
-    key: str = typer.Option("D", "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
-    mode: str = typer.Option("major", "--mode", help="major, minor, dorian, mixolydian, ..."),
+    key: str = typer.Option(ComposeRequest.key, "--key", help="Tonic: C C# Db D Eb E F F# Gb G Ab A Bb B."),
+    mode: str = typer.Option(ComposeRequest.mode, "--mode", help="major, minor, dorian, mixolydian, ..."),
     style: str = STYLE_OPTION,
-    tempo: float = typer.Option(120.0, "--tempo", help="Quarter notes per minute."),
+    tempo: float = typer.Option(ComposeRequest.tempo, "--tempo", help="Quarter notes per minute."),
     temperature: float = TEMPERATURE_OPTION,
     top_p: float = TOP_P_OPTION,
     seed: int = SEED_OPTION,
     count: int = typer.Option(1, "--count", help="Number of tunes (sampled in one batch)."),
-    best_of: int = typer.Option(1, "--best-of", help="Sample M per tune, keep the likeliest."),
-    low: int = typer.Option(55, "--low", help="Lowest MIDI pitch."),
-    high: int = typer.Option(88, "--high", help="Highest MIDI pitch."),
+    best_of: int = BEST_OF_OPTION,
+    low: int = typer.Option(SamplingOptions.low, "--low", help="Lowest MIDI pitch."),
+    high: int = typer.Option(SamplingOptions.high, "--high", help="Highest MIDI pitch."),
     threads: int = THREADS_OPTION,
 ) -> None:
     """Compose new tunes in --key --mode: a --type of tune in its usual form (or in --form),
@@ -236,9 +238,10 @@ def continue_command(
     temperature: float = TEMPERATURE_OPTION,
     top_p: float = TOP_P_OPTION,
     seed: int = SEED_OPTION,
-    best_of: int = typer.Option(1, "--best-of", help="Sample M, keep the likeliest."),
-    low: int = typer.Option(55, "--low", help="Lowest MIDI pitch of the new notes."),
-    high: int = typer.Option(88, "--high", help="Highest MIDI pitch of the new notes."),
+    best_of: int = BEST_OF_OPTION,
+    low: int = typer.Option(SamplingOptions.low, "--low", help="Lowest MIDI pitch of the new notes."),
+    high: int = typer.Option(SamplingOptions.high, "--high",
+                             help="Highest MIDI pitch of the new notes."),
     threads: int = THREADS_OPTION,
 ) -> None:
     """Continue a fragment: its notes unchanged, then the rest of its form (or --bars new bars)

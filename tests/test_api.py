@@ -86,6 +86,15 @@ def test_options_lists_choices_limits_and_defaults(options):
     assert options["styles"]
 
 
+def test_the_request_schema_has_the_limits_that_options_advertise(client, options):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    fields = {**schema["ComposeBody"]["properties"], **schema["ContinueForm"]["properties"]}
+    for name, lim in options["limits"].items():
+        spec = next(s for s in fields[name].get("anyOf", [fields[name]]) if s.get("type") != "null")
+        low = spec.get("minimum", spec.get("exclusiveMinimum"))
+        assert (low, spec["maximum"]) == (lim["min"], lim["max"]), name
+
+
 def test_docs_and_openapi(client):
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()

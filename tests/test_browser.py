@@ -200,6 +200,17 @@ def test_options_drive_the_controls(server, browser):
     assert meters == options["meters"] and modes == options["modes"]
     assert styles == options["styles"]
     assert page.input_value("#style") == options["defaults"]["style"]
+    # The page's limits and defaults are the ones /api/options advertises (it has none of its own).
+    limits, defaults = options["limits"], options["defaults"]
+    for selector, name in (("#bars", "bars"), ("#new-bars", "bars"), ("#keep-bars", "keep_bars"),
+                           ("#tempo", "tempo"), ("#seed", "seed")):
+        assert page.get_attribute(selector, "min") == str(limits[name]["min"]), selector
+        assert page.get_attribute(selector, "max") == str(limits[name]["max"]), selector
+    assert float(page.get_attribute("#temperature", "max")) == limits["temperature"]["max"]
+    assert float(page.get_attribute("#temperature", "min")) > limits["temperature"]["min"]
+    assert float(page.input_value("#temperature")) == defaults["temperature"]
+    assert int(page.input_value("#bars")) == defaults["bars"]
+    assert float(page.input_value("#tempo")) == defaults["tempo"]
     # A bad value typed into a field comes back from the API as a readable message.
     page.fill("#bars", "99")
     page.click("#go")

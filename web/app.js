@@ -52,11 +52,10 @@ function showError(err) {
 
 // ---------------------------------------------------------------- controls ------------------
 
-function limit(name, fallback) {
-  const l = state.options && state.options.limits && state.options.limits[name];
-  if (Array.isArray(l)) return { min: l[0], max: l[1] };
-  if (l && typeof l === "object") return { min: l.min ?? fallback.min, max: l.max ?? fallback.max };
-  return fallback;
+// The limits of a field, as /api/options advertises them (the page holds none of its own).
+function limit(name) {
+  const l = state.options.limits[name];
+  return { min: l.min, max: l.max };
 }
 
 function fillSelect(sel, values, chosen) {
@@ -80,13 +79,18 @@ async function loadOptions() {
   for (const t of opts.types || []) $("type").append(new Option(t, t));
   $("type").addEventListener("change", typeChanged);
   $("form-spec").addEventListener("input", typeChanged);
-  const bars = limit("bars", { min: 1, max: 64 });
-  for (const id of ["bars", "new-bars", "keep-bars"]) { $(id).min = bars.min; $(id).max = bars.max; }
-  if (d.bars) $("bars").value = d.bars;
-  if (d.tempo) $("tempo").value = d.tempo;
-  const t = limit("temperature", { min: 0, max: 3 });
+  for (const [id, name] of [["bars", "bars"], ["new-bars", "bars"], ["keep-bars", "keep_bars"],
+                            ["tempo", "tempo"], ["seed", "seed"]]) {
+    const l = limit(name);
+    $(id).min = l.min;
+    $(id).max = l.max;
+  }
+  $("bars").value = d.bars;
+  $("tempo").value = d.tempo;
+  const t = limit("temperature");  // a temperature must be above its minimum: one step above
+  $("temperature").min = t.min + Number($("temperature").step);
   $("temperature").max = t.max;
-  if (d.temperature) $("temperature").value = d.temperature;
+  $("temperature").value = d.temperature;
   $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
 }
 
