@@ -209,6 +209,7 @@ class _Run:
     main: bool
     started: float = field(default_factory=time.monotonic)
     last_save: float = field(default_factory=time.monotonic)
+    consistent: bool = True  # False while a step changes weights and counters: no saving then
 
     def scalars(self, st: TrainState) -> dict:
         """What the resume state.json holds."""
@@ -232,19 +233,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     run, st = _setup(cfg, say, main)
     cfg = run.cfg
     prog = Progress(say, progress and main)
-    stopped, stepping = None, [False]
-    acc = torch.zeros(3, dtype=torch.float64, device=run.device)
+    stopped = None
     try:
         while stopped is None and st.epoch < cfg.epochs:
-            stopped, acc = _train_epoch(run, st, prog, stepping)
+            stopped = _train_epoch(run, st, prog)
             if not stopped:
                 stopped = _end_epoch(run, st)
         if stopped == "time budget" and main:
             run.save_resume(st)
             say(f"time budget of {cfg.max_minutes} min reached; continue with --resume")
     except KeyboardInterrupt:
-        if main and not stepping[0]:
-            st.partial[:3] = acc.tolist()
+        if main and run.consistent:  # st holds the epoch so far (see _train_epoch)
             run.save_resume(st)
             prog.end()
             say(f"interrupted; continue with --resume (checkpoint in {run.out / RESUME_DIR})")
@@ -321,42 +320,43 @@ def _setup(cfg: TrainConfig, say: Callable[[str], None], main: bool) -> tuple[_R
                 n_params, record, say, main), st
 
 
-def _train_epoch(run: _Run, st: TrainState, prog: "Progress", stepping: list[bool]
-                 ) -> tuple[str | None, torch.Tensor]:
+def _train_epoch(run: _Run, st: TrainState, prog: "Progress") -> str | None:
     """The batches of the current epoch from where it stands, with resumable checkpoints on
-    the way; returns "time budget" if that ran out (else None) and the epoch's sums. While
-    stepping[0] is set, weights and counters are changing and must not be saved."""
+    the way; returns "time budget" if that ran out, else None. st.partial holds the epoch's
+    sums when it returns, and when a Ctrl-C between steps stops it."""
     cfg, device = run.cfg, run.device
     plan = run.train_set.plan(cfg.batch_size, cfg.seed, st.epoch, True, cfg.rank, cfg.world_size)
     acc = torch.tensor(st.partial[:3], dtype=torch.float64, device=device)
     seconds0, t_epoch = st.partial[3], time.monotonic()
     stopped = None
     run.model.train()
-    for bi in range(st.batch, len(plan)):
-        batch = run.train_set.collate(plan[bi], device)
-        stepping[0] = True
-        acc += train_step(run.net, run.opt, batch, run.amp, cfg.clip, _lr(cfg, st, run.warmup))
-        st.step += 1
-        st.batch = bi + 1
-        stepping[0] = False
-        now = time.monotonic()
-        if prog.due():
-            a = acc.tolist()
-            prog.update(st.epoch, bi + 1, len(plan), bits(a[0] + a[1], a[2]),
-                        a[2] * cfg.world_size / max(seconds0 + now - t_epoch, 1e-9))
-        over = cfg.max_minutes is not None and now - run.started > cfg.max_minutes * 60
-        if cfg.world_size > 1 and cfg.max_minutes is not None:
-            over = _all_sum([float(over)], device, cfg.world_size)[0] > 0
-        if over:
-            stopped = "time budget"
-            break
-        if run.main and now - run.last_save > cfg.checkpoint_minutes * 60:
-            st.partial = [*acc.tolist(), seconds0 + now - t_epoch]
-            run.save_resume(st)
+    try:
+        for bi in range(st.batch, len(plan)):
+            batch = run.train_set.collate(plan[bi], device)
+            run.consistent = False
+            acc += train_step(run.net, run.opt, batch, run.amp, cfg.clip,
+                              _lr(cfg, st, run.warmup))
+            st.step += 1
+            st.batch = bi + 1
+            run.consistent = True
+            now = time.monotonic()
+            if prog.due():
+                a = acc.tolist()
+                prog.update(st.epoch, bi + 1, len(plan), bits(a[0] + a[1], a[2]),
+                            a[2] * cfg.world_size / max(seconds0 + now - t_epoch, 1e-9))
+            over = cfg.max_minutes is not None and now - run.started > cfg.max_minutes * 60
+            if cfg.world_size > 1 and cfg.max_minutes is not None:
+                over = _all_sum([float(over)], device, cfg.world_size)[0] > 0
+            if over:
+                stopped = "time budget"
+                break
+            if run.main and now - run.last_save > cfg.checkpoint_minutes * 60:
+                st.partial = [*acc.tolist(), seconds0 + now - t_epoch]
+                run.save_resume(st)
+    finally:  # also on Ctrl-C: what the epoch has done so far
+        st.partial = [*acc.tolist(), seconds0 + time.monotonic() - t_epoch]
     prog.end()
-    st.partial[3] = seconds0 + time.monotonic() - t_epoch
-    st.partial[:3] = acc.tolist()
-    return stopped, acc
+    return stopped
 
 
 def _end_epoch(run: _Run, st: TrainState) -> str | None:

@@ -104,6 +104,30 @@ def test_resume_mid_epoch_restores_the_data_position(tiny_dataset_path, tmp_path
         assert np.array_equal(a[k], b[k]), k
 
 
+def test_ctrl_c_between_batches_resumes_with_the_epoch_so_far(tiny_dataset_path, tmp_path,
+                                                               monkeypatch):
+    train(tiny(tiny_dataset_path, tmp_path / "a", epochs=1), **QUIET)
+    collate, calls = Batches.collate, []
+
+    def interrupted(self, items, device):  # Ctrl-C as the third batch is read
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return collate(self, items, device)
+
+    monkeypatch.setattr(Batches, "collate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tiny_dataset_path, tmp_path / "b", epochs=1), **QUIET)
+    monkeypatch.setattr(Batches, "collate", collate)
+    train(tiny(tiny_dataset_path, tmp_path / "b", epochs=1, resume=True), **QUIET)
+    a, b = history(tmp_path / "a"), history(tmp_path / "b")
+    # the two batches before the interrupt count in the epoch's training loss
+    assert [h["train_total"] for h in a] == pytest.approx([h["train_total"] for h in b], rel=1e-12)
+    ra, rb = resume_tensors(tmp_path / "a"), resume_tensors(tmp_path / "b")
+    for k in ra:
+        assert np.array_equal(ra[k], rb[k]), k
+
+
 def test_checkpoints_within_an_epoch_do_not_change_training(tiny_dataset_path, tmp_path):
     train(tiny(tiny_dataset_path, tmp_path / "a", epochs=1), **QUIET)
     train(tiny(tiny_dataset_path, tmp_path / "b", epochs=1, checkpoint_minutes=0), **QUIET)
