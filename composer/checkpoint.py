@@ -226,10 +226,11 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     config, cfg, vocab = read_config(directory)
     data = read_bytes(weights_path)
     expected = config.get("weights_sha256")
-    if expected and hashlib.sha256(data).hexdigest() != expected:
-        weights_path, data = _interrupted_save(directory, expected) or (weights_path, data)
+    matches = not expected or hashlib.sha256(data).hexdigest() == expected
+    if not matches and (found := _interrupted_save(directory, expected)):
+        (weights_path, data), matches = found, True
     tensors = parse_tensors(weights_path, data)  # a pickle is named as such before any mismatch
-    if expected and hashlib.sha256(data).hexdigest() != expected:
+    if not matches:
         raise CheckpointError(f"{weights_path} is corrupted or does not belong to "
                               f"{directory / CONFIG} (sha256 mismatch)")
     # Compare sizes before allocating anything: a tampered config could ask for a huge model.
