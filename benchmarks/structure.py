@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
         compose_s = time.perf_counter() - t0
         meter, form = str(comps[0].meter), comps[0].form.letters()
         same = [m for m in real if str(m.meter) == meter and m.form is not None
-                and m.form.letters().replace("'", "") == form]
+                and m.form.letters(variations=False) == form]
         nearest = [index.nearest(m) for m in comps]
         rows.append({
             "type": kind, "meter": meter, "form": form,

@@ -89,10 +89,11 @@ class Form:
     def has_repeats(self) -> bool:
         return any(p.repeat for p in self.parts)
 
-    def letters(self) -> str:
-        """The form as musicians name it: AABB, ABAC, AAB'B ..."""
-        return "".join((p.letter + ("'" if p.variation else "")) * (2 if p.repeat else 1)
-                       for p in self.parts)
+    def letters(self, variations: bool = True) -> str:
+        """The form as musicians name it: AABB, ABAC, AAB'B ... (without `variations`, a
+        variation counts as a repeat: AAB'B is AABB)."""
+        return "".join((p.letter + ("'" if p.variation and variations else ""))
+                       * (2 if p.repeat else 1) for p in self.parts)
 
     def layout(self) -> list[WrittenBar]:
         """Every written bar (after the pickup), in written order."""
@@ -326,7 +327,7 @@ def _usual_form(items: list) -> str:
     repeat signs where at least a third of them are: the form as usually played."""
     repeated = [t.form for t in items if t.form.has_repeats]
     pool = repeated if 3 * len(repeated) >= len(items) else [t.form for t in items]
-    return Counter(f.letters().replace("'", "") for f in pool).most_common(1)[0][0]
+    return Counter(f.letters(variations=False) for f in pool).most_common(1)[0][0]
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
         meter = Counter(str(t.meter) for t in items).most_common(1)[0][0]
         form = _usual_form(items)
         in_meter = [t for t in items if str(t.meter) == meter]
-        usual = [t for t in in_meter if t.form.letters().replace("'", "") == form] or in_meter
+        usual = [t for t in in_meter if t.form.letters(variations=False) == form] or in_meter
         out[kind] = {
             "tunes": len(items),
             "meter": meter,
