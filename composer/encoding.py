@@ -93,9 +93,7 @@ class Vocab:
 
     # persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("_dur_index", None)
-        return d
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocab":

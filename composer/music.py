@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,11 +51,14 @@ KEYS = ("C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", 
 class MusicError(ValueError):
     """A value that is not valid music (unknown key, mode or meter, impossible rhythm).
 
-    `field` names the request option at fault where one is (the API answers 422 for it)."""
+    `field` names the request option at fault where one is (the API answers 422 for it);
+    `reason` is a short code for the kind of fault, where a caller counts faults by kind (ingest's
+    skip reasons)."""
 
-    def __init__(self, message: str = "", field: str | None = None):
+    def __init__(self, message: str = "", field: str | None = None, reason: str | None = None):
         super().__init__(message)
         self.field = field
+        self.reason = reason
 
 
 def tonic_pitch_class(name: str) -> int:
@@ -92,7 +94,7 @@ class Meter:
     def __post_init__(self) -> None:
         if self.numerator < 1 or self.denominator not in (1, 2, 4, 8, 16, 32):
             raise MusicError(f"unsupported meter {self.numerator}/{self.denominator}",
-                             field="meter")
+                             field="meter", reason="unsupported meter")
 
     @classmethod
     def parse(cls, text: str) -> "Meter":
@@ -104,7 +106,8 @@ class Meter:
             return cls(2, 2)
         m = re.fullmatch(r"(\d+)\s*/\s*(\d+)", t)
         if not m:
-            raise MusicError(f"unknown meter {text!r}; write it as N/D, e.g. 6/8", field="meter")
+            raise MusicError(f"unknown meter {text!r}; write it as N/D, e.g. 6/8", field="meter",
+                             reason="unsupported meter")
         return cls(int(m.group(1)), int(m.group(2)))
 
     @property
@@ -210,9 +213,6 @@ class Melody:
     def to_tonic(self, tonic: int) -> "Melody":
         """Transpose by the smallest shift (-6..+5 semitones) that puts the tonic on `tonic`."""
         return self.transpose(nearest_shift(self.tonic, tonic))
-
-    def quarter_lengths(self) -> list[Fraction]:
-        return [Fraction(n.duration, TICKS_PER_QUARTER) for n in self.notes]
 
 
 def nearest_shift(from_pc: int, to_pc: int) -> int:

@@ -10,7 +10,7 @@ import mido
 import pytest
 from typer.testing import CliRunner
 
-from composer import corpus, formats
+from composer import corpus, formats, parsing
 from composer.cli import app
 from composer.dataset import Dataset
 from composer.encoding import melody_signature
@@ -164,7 +164,7 @@ def test_parallel_chunked_ingest_matches_serial(tmp_path):
     folder.mkdir()
     (folder / "all.abc").write_text("% header\n\n" + "\n".join(
         jig(i + 1, f"T{i}", b) for i, b in enumerate(BODIES)))
-    chunks = corpus.split_abc((folder / "all.abc").read_bytes(), 2)
+    chunks = parsing.split_abc((folder / "all.abc").read_bytes(), 2)
     assert len(chunks) == 3 and all(c.startswith(b"% header") for c in chunks)
     opts = corpus.IngestOptions(abc_chunk_tunes=2)
     serial = corpus.ingest([str(folder)], tmp_path / "s.npz", workers=1,
@@ -211,3 +211,31 @@ def test_cli_bad_sources_exit_2_with_one_line(tmp_path, source, words):
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
     assert out.read_bytes() == b"previous dataset"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_crashed_reader_costs_only_its_own_file(tmp_path, monkeypatch):
+    """A reader that ends its worker process (a segfault, the OOM killer) loses that file alone:
+    the other files the broken pool held are parsed again, one process each, and kept."""
+    import os
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for i, body in enumerate(BODIES):
+        (folder / f"t{i}.abc").write_text(jig(1, f"T{i}", body))
+    (folder / "crash.abc").write_text(jig(1, "Crash", BODIES[0].replace("dfa", "dfe")))
+    real = formats.read_tunes
+
+    def read_tunes(name, data, *args, **kwargs):
+        if name.endswith("crash.abc"):
+            os._exit(3)
+        return real(name, data, *args, **kwargs)
+
+    monkeypatch.setattr(formats, "read_tunes", read_tunes)  # workers are forked: they see it
+    cache = tmp_path / "cache"
+    s = corpus.ingest([str(folder)], tmp_path / "d.npz", workers=2, cache_dir=cache)
+    assert s["tunes_kept"] == len(BODIES)
+    assert s["skipped"] == {parsing.READER_CRASHED: 1}
+    # the crash is not cached: with a reader that works, the next run reads the file
+    monkeypatch.setattr(formats, "read_tunes", real)
+    s = corpus.ingest([str(folder)], tmp_path / "d.npz", workers=2, cache_dir=cache)
+    assert s["tunes_kept"] == len(BODIES) + 1 and not s["skipped"]
