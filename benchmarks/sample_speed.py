@@ -24,7 +24,8 @@ import torch
 
 from composer.checkpoint import LoadedModel, default_model_dir, load_model, save_model
 from composer.encoding import Vocab
-from composer.model import ModelConfig, build_model
+from composer.model import build_model
+from composer.modelconfig import ModelConfig
 from composer.music import MODES
 from composer.sample import ComposeRequest, Composer, SamplingOptions
 

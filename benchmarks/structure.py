@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> dict:
         for i in range(args.samples):
             ref = real[i % len(real)]
             req = ComposeRequest(tune_type=kind, key=key_spelling(ref.tonic, ref.mode), endings=args.endings,
-                                 mode=composer._fragment_mode(ref.mode),
+                                 mode=composer.choices.fragment_mode(ref.mode),
                                  sampling=SamplingOptions(seed=args.seed + i, **sampling))
             comps.append(composer.compose(req).melody)
         compose_s = time.perf_counter() - t0

@@ -20,9 +20,10 @@ import torch
 
 from composer.dataset import Dataset
 from composer.encoding import Vocab
-from composer.model import ModelConfig, build_model, count_params, match_joint
+from composer.model import build_model
+from composer.modelconfig import ModelConfig, count_params, match_joint
 from composer.batches import Batches
-from composer.train import autocast_for, train_step
+from composer.trainstep import autocast_for, train_step
 
 
 def synthetic_dataset(tunes: int, seed: int = 0) -> Dataset:

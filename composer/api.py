@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
-import os
 import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -362,51 +360,3 @@ def _add_routes(app: FastAPI) -> None:
             return JSONResponse(report)
 
         return await run_job(request, run, given=set())
-
-
-# --- running it -------------------------------------------------------------------------------
-
-@dataclass
-class ServeConfig:
-    """How `composer serve` runs: address, model, and how much work it takes on at once."""
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    model_dir: str | None = None
-    workers: int = 2  # generation threads per process
-    queue_limit: int = 16  # requests that may wait, per process, before 503
-    processes: int = 1  # server processes sharing the port, each with its own model
-    torch_threads: int = 1  # intra-op threads per process
-
-
-SERVE_ENV = "COMPOSER_SERVE_CONFIG"  # carries a ServeConfig to uvicorn's worker processes
-
-
-def app_from_env() -> FastAPI:
-    """App factory for uvicorn's worker processes (see `serve`)."""
-    import torch
-
-    cfg = ServeConfig(**json.loads(os.environ.get(SERVE_ENV, "{}")))
-    torch.set_num_threads(max(1, cfg.torch_threads))
-    return create_app(cfg.model_dir, workers=cfg.workers, queue_limit=cfg.queue_limit)
-
-
-def serve(cfg: ServeConfig) -> None:
-    """Load the model (a bad one is a one-line error before anything starts) and run uvicorn."""
-    import torch
-    import uvicorn
-
-    # Sampling runs one small step at a time: more intra-op threads only contend for the cores
-    # (measured: 16-bar compose 19 ms with 1 thread, 230 ms with 2 on a busy 2-core machine).
-    torch.set_num_threads(max(1, cfg.torch_threads))
-    composer = Composer.load(cfg.model_dir)
-    if cfg.processes <= 1:
-        app = create_app(cfg.model_dir, cfg.workers, cfg.queue_limit, composer=composer)
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
-        return
-    # The sampler is Python between small tensor ops and mostly holds the GIL, so more cores
-    # need more processes. They share the socket; each loads the model.
-    del composer
-    os.environ[SERVE_ENV] = json.dumps(asdict(cfg))
-    uvicorn.run("composer.api:app_from_env", factory=True, host=cfg.host, port=cfg.port,
-                workers=cfg.processes, log_level="info")

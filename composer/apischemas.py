@@ -9,7 +9,7 @@ from fastapi import File, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .form import parse_form
+from .formplan import parse_form
 from .formats import ReadLimits
 from .music import Meter, MusicError, normalize_mode, quarters_to_ticks, tonic_pitch_class
 from .requests import ComposeRequest, SamplingOptions

@@ -24,7 +24,8 @@ from safetensors.torch import save as st_save
 from .encoding import Vocab
 from .files import remove_stale_temp_files, write_atomic
 from .music import MAX_DURATION, MODES, Meter, MusicError
-from .model import ModelConfig, build_model, count_params
+from .model import build_model
+from .modelconfig import ModelConfig, count_params
 
 WEIGHTS = "model.safetensors"
 NEXT_WEIGHTS = "model.next.safetensors"  # the weights of a save under way (see save_model)

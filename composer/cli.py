@@ -9,12 +9,14 @@ import typer
 from .dataset import DatasetError
 from .music import MusicError, quarters_to_ticks
 from .requests import ComposeRequest, SamplingOptions
+from .serve import ServeConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Compose folk melodies with a dual-GRU rhythm/pitch model.")
 
 # Errors a user can cause; they are reported in one line with exit code 2, never a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (MusicError, DatasetError, FileNotFoundError)
+SERVE = ServeConfig()  # the serve command's defaults
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":
@@ -58,25 +60,25 @@ def ingest_command(
 
 @app.command("serve")
 def serve_command(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    host: str = typer.Option(SERVE.host, "--host", help="Address to listen on."),
+    port: int = typer.Option(SERVE.port, "--port", min=1, max=65535, help="Port to listen on."),
     model: str = typer.Option(None, "--model", show_default="the shipped model",
                               help="Model folder (model.safetensors + config.json)."),
-    workers: int = typer.Option(2, "--workers", "-j", min=1,
+    workers: int = typer.Option(SERVE.workers, "--workers", "-j", min=1,
                                 help="Requests generated at once (threads per process)."),
-    queue: int = typer.Option(16, "--queue", min=0,
+    queue: int = typer.Option(SERVE.queue_limit, "--queue", min=0,
                               help="Requests that may wait per process; more get 503."),
-    processes: int = typer.Option(1, "--processes", "-p", min=1,
+    processes: int = typer.Option(SERVE.processes, "--processes", "-p", min=1,
                                   help="Server processes, each with its own copy of the model."),
 ) -> None:
     """Run the web API and the playground page (http://HOST:PORT/)."""
-    from . import api
     from .checkpoint import CheckpointError
+    from .serve import serve
 
-    cfg = api.ServeConfig(host=host, port=port, model_dir=model, workers=workers, queue_limit=queue,
-                          processes=processes)
+    cfg = ServeConfig(host=host, port=port, model_dir=model, workers=workers, queue_limit=queue,
+                      processes=processes)
     try:
-        api.serve(cfg)
+        serve(cfg)
     except (CheckpointError, *USER_ERRORS) as e:
         raise fail(str(e)) from None
 

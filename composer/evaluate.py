@@ -3,111 +3,27 @@
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .batches import Batches
 from .checkpoint import LoadedModel, load_model, sha256_file
+from .conform import conform, map_label
 from .dataset import Dataset
-from .encoding import PAD, EncodedTune, Vocab, decode, encode
+from .distributions import distribution_similarity
+from .encoding import PAD, decode
 from .markov import DEFAULT_ORDER, MarkovModel
 from .model import bits, nll_terms
 from .music import Melody, Meter, MusicError, Note, key_spelling, tonic_pitch_class
 from .sample import Composer, ComposeRequest, SamplingOptions
-from .batches import Batches
 
 BASELINES = ("markov", "none")
 METRIC_KEYS = ("bits_per_note", "rhythm_bits", "pitch_bits", "duration_accuracy",
                "pitch_accuracy")
-FEATURES = ("pitch_class_histogram", "interval_histogram", "duration_histogram", "pitch_range",
-            "notes_per_bar")
-# Duration histogram bins in ticks (1/24 quarter): 32nd ... whole, triplets and dotted values.
-DURATION_BINS = np.array([3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 36, 48, 72, 96])
-MAX_INTERVAL = 12  # interval histogram: -12..+12 semitones, larger leaps clipped
-
-
-# --- the dataset in the model's vocabulary ---------------------------------------------------
-@dataclass
-class Conformed:
-    """A dataset split re-expressed in a model's vocabulary, and what had to change."""
-
-    dataset: Dataset
-    indices: np.ndarray
-    snapped_notes: int = 0  # notes whose duration or pitch moved to the nearest known value
-    snapped_tunes: int = 0
-    skipped_tunes: int = 0  # tunes no snapping could express (counted, not evaluated)
-    unknown_labels: dict = field(default_factory=dict)  # {"style": {"reels": 12}, ...}
-
-    def report(self) -> dict:
-        return {"snapped_notes": self.snapped_notes, "snapped_tunes": self.snapped_tunes,
-                "skipped_tunes": self.skipped_tunes, "unknown_labels": self.unknown_labels}
-
-
-def default_label(values: list[str], kind: str) -> str:
-    """The label used when a tune's own is unknown: 'default'/'major'/'4/4' if known, else the
-    first."""
-    preferred = {"style": "default", "mode": "major", "meter": "4/4", "type": "other"}[kind]
-    return preferred if preferred in values else values[0]
-
-
-def map_label(values: list[str], kind: str, value: str) -> str:
-    """`value` if it is one of `values` (a vocabulary's meters, modes or styles); else the
-    closest one (for a meter: the nearest bar length, then the same beat) or the default."""
-    if value in values:
-        return value
-    if kind == "meter":
-        try:
-            m = Meter.parse(value)
-            known = [Meter.parse(v) for v in values]
-        except MusicError:
-            return default_label(values, kind)
-        return str(min(known, key=lambda k: (abs(k.bar_ticks - m.bar_ticks),
-                                             k.beat_ticks != m.beat_ticks, str(k))))
-    return default_label(values, kind)
-
-
-def conform(ds: Dataset, vocab: Vocab, indices: np.ndarray, default_style: str | None = None
-            ) -> Conformed:
-    """The tunes `indices` of `ds` in `vocab`: durations snapped (bars kept), pitches moved by
-    octaves into range, unknown meter/mode/style labels mapped (see map_label; an unknown
-    style becomes `default_style`, as in sampling). The same dataset comes back untouched
-    when the vocabularies agree."""
-    if ds.vocab.to_dict() == vocab.to_dict():
-        return Conformed(ds, np.asarray(indices))
-    out = Conformed(ds, np.zeros(0, np.int64))
-    encoded: list[EncodedTune] = []
-    for i in indices:
-        enc = ds.tune(int(i))
-        own = {"meter": enc.meter, "mode": enc.mode, "style": enc.style, "type": enc.tune_type}
-        labels = {k: map_label(getattr(vocab, k + "s"), k, v) for k, v in own.items()}
-        if default_style and enc.style not in vocab.styles:
-            labels["style"] = default_style
-        for k, v in labels.items():
-            if v != own[k]:
-                seen = out.unknown_labels.setdefault(k, {})
-                seen[own[k]] = seen.get(own[k], 0) + 1
-        try:
-            mel = decode(enc, ds.vocab)
-            new = encode(replace(mel, mode=labels["mode"], style=labels["style"],
-                                 tune_type=labels["type"]), vocab)
-        except MusicError:
-            out.skipped_tunes += 1
-            continue
-        new.meter = labels["meter"]  # positions follow the real meter; only the label maps
-        old = [(ds.vocab.duration_ticks(int(d)), ds.vocab.pitch_value(int(p)))
-               for d, p in zip(enc.durations, enc.pitches)]
-        moved = sum(a != (vocab.duration_ticks(int(d)), vocab.pitch_value(int(p)))
-                    for a, d, p in zip(old, new.durations, new.pitches))
-        out.snapped_notes += moved
-        out.snapped_tunes += moved > 0
-        encoded.append(new)
-    out.dataset = Dataset.from_tunes(encoded, vocab, [0] * len(encoded))
-    out.indices = np.arange(len(encoded))
-    return out
 
 
 # --- bits/note and accuracy ------------------------------------------------------------------
@@ -136,79 +52,6 @@ def evaluate_model(model: torch.nn.Module, ds: Dataset, indices, batch_size: int
     return {"bits_per_note": rhythm + pitch, "rhythm_bits": rhythm, "pitch_bits": pitch,
             "duration_accuracy": r_hits / max(events, 1), "pitch_accuracy": p_hits / max(notes, 1),
             "tunes": len(indices), "notes": notes, "events": events}
-
-
-# --- distribution similarity (Yang & Lerch 2018) ---------------------------------------------
-def tune_features(m: Melody) -> dict[str, np.ndarray]:
-    """The per-tune features compared by distribution_similarity. Pitch classes are counted
-    relative to the tune's tonic, so tunes in different keys compare by scale degree."""
-    sounding = [n.pitch for n in m.notes if n.pitch is not None]
-    pch = np.zeros(12)
-    np.add.at(pch, [(p - m.tonic) % 12 for p in sounding], 1)
-    ivh = np.zeros(2 * MAX_INTERVAL + 1)
-    steps = np.clip(np.diff(sounding), -MAX_INTERVAL, MAX_INTERVAL) if len(sounding) > 1 else []
-    np.add.at(ivh, np.asarray(steps, np.int64) + MAX_INTERVAL, 1)
-    durh = np.zeros(len(DURATION_BINS))
-    if m.notes:
-        logd = np.log([n.duration for n in m.notes])
-        np.add.at(durh, np.abs(logd[:, None] - np.log(DURATION_BINS)).argmin(1), 1)
-    norm = lambda h: h / h.sum() if h.sum() else h  # noqa: E731
-    bars = m.total_ticks / m.meter.bar_ticks
-    return {"pitch_class_histogram": norm(pch), "interval_histogram": norm(ivh),
-            "duration_histogram": norm(durh),
-            "pitch_range": np.array([max(sounding) - min(sounding) if sounding else 0.0]),
-            "notes_per_bar": np.array([len(m.notes) / bars if bars else 0.0])}
-
-
-def _distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """Euclidean distances: all pairs i<j within `a`, or all pairs between `a` and `b`."""
-    if b is None:
-        i, j = np.triu_indices(len(a), k=1)
-        return np.sqrt(((a[i] - a[j]) ** 2).sum(-1))
-    return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).ravel()
-
-
-def _kde(samples: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian KDE (Scott's bandwidth, at least two grid steps) on an even grid, by binning
-    then convolving, so it stays fast for hundreds of thousands of distances."""
-    dx = grid[1] - grid[0]
-    h = max(samples.std(ddof=1) * len(samples) ** -0.2 if len(samples) > 1 else 0.0, 2 * dx)
-    counts = np.histogram(samples, bins=len(grid), range=(grid[0] - dx / 2, grid[-1] + dx / 2))[0]
-    half = int(math.ceil(5 * h / dx))
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * dx / h) ** 2)
-    dens = np.convolve(counts, kernel, mode="full")[half:half + len(grid)]
-    return dens / (dens.sum() * dx)
-
-
-def compare_distributions(intra: np.ndarray, inter: np.ndarray, points: int = 2048) -> dict:
-    """Overlapping area and KL divergence KL(intra || inter) of two distance samples' KDEs."""
-    both = np.concatenate([intra, inter])
-    span = float(both.max() - both.min()) or 1.0
-    pad = 4 * max(span / 50, *(s.std() * len(s) ** -0.2 for s in (intra, inter) if len(s) > 1))
-    grid = np.linspace(both.min() - pad, both.max() + pad, points)
-    dx = grid[1] - grid[0]
-    f, g = _kde(intra, grid), _kde(inter, grid)
-    eps = 1e-12
-    return {"overlap": float(np.minimum(f, g).sum() * dx),
-            "kl": float((f * np.log((f + eps) / (g + eps))).sum() * dx)}
-
-
-def distribution_similarity(generated: list[Melody], reference: list[Melody]) -> dict[str, dict]:
-    """Yang & Lerch (2018): per feature, the overlapping area and KL divergence between the
-    intra-set distances of the reference set and the inter-set distances (generated vs
-    reference), plus the mean distances. Overlap 1 and KL 0: indistinguishable sets."""
-    if len(generated) < 2 or len(reference) < 2:
-        raise MusicError("distribution similarity needs at least 2 generated and 2 reference tunes")
-    fg = [tune_features(m) for m in generated]
-    fr = [tune_features(m) for m in reference]
-    out = {}
-    for name in FEATURES:
-        g, r = np.stack([f[name] for f in fg]), np.stack([f[name] for f in fr])
-        intra_r, intra_g, inter = _distances(r), _distances(g), _distances(g, r)
-        out[name] = compare_distributions(intra_r, inter) | {
-            "intra_reference": float(intra_r.mean()), "intra_generated": float(intra_g.mean()),
-            "inter": float(inter.mean())}
-    return out
 
 
 # --- generated tunes: similarity, bar counts, key consistency of continuations ---------------

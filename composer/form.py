@@ -13,12 +13,11 @@ Pure Python; no numpy, no torch.
 from __future__ import annotations
 
 import difflib
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
-from .music import MusicError, Note
+from .music import Note
 
 PHRASE_BARS = 4  # phrase length where nothing in the source marks phrases
 SIMILAR_REPEAT = 0.9  # similarity to an earlier part at or above which a part repeats it
@@ -279,47 +278,6 @@ def name_parts(form: Form, contents: Sequence[Sequence]) -> Form:
         else:
             parts.append(replace(p, letter=next(letters), source=None, variation=False))
     return Form(tuple(parts))
-
-
-# --- forms that a user asks for --------------------------------------------------------------
-
-def parse_form(spec: str, part_bars: int) -> Form:
-    """A form such as 'AABB', 'ABAC', 'AABA' or 'A8B8' (letters, each with an optional bar
-    count; `part_bars` where none is given). A letter played twice in a row is one part with
-    repeat signs; a later part with an earlier letter repeats that part."""
-    text = (spec or "").replace(" ", "")
-    if not re.fullmatch(r"([A-Za-z]\d*)+", text):
-        raise MusicError(f"form {spec!r} is not letters with optional bar counts, "
-                         "e.g. AABB, ABAC or A8B8", field="form")
-    items = [(m.group(1).upper(), int(m.group(2)) if m.group(2) else part_bars)
-             for m in re.finditer(r"([A-Za-z])(\d*)", text)]
-    for letter, bars in items:
-        if not 1 <= bars <= 64:
-            raise MusicError(f"form {spec!r}: part {letter} has {bars} bars; a part has 1..64",
-                             field="form")
-    parts: list[Part] = []
-    first_of: dict[str, int] = {}
-    i = 0
-    while i < len(items):
-        letter, bars = items[i]
-        repeat = i + 1 < len(items) and items[i + 1] == (letter, bars)
-        source = first_of.get(letter)
-        if source is not None and parts[source].bars != bars:
-            raise MusicError(f"form {spec!r}: part {letter} has {parts[source].bars} bars "
-                             f"and then {bars}", field="form")
-        first_of.setdefault(letter, len(parts))
-        parts.append(Part(bars, repeat, letter=letter, source=source))
-        i += 2 if repeat else 1
-    if len(parts) > 16:
-        raise MusicError(f"form {spec!r} has {len(parts)} parts; at most 16", field="form")
-    return Form(tuple(parts))
-
-
-def with_endings(form: Form, bars: int = 1) -> Form:
-    """The form with first and second endings of `bars` bars on every repeated part long
-    enough to have them."""
-    return Form(tuple(replace(p, ending=bars, second=bars) if p.repeat and p.bars > 2 * bars
-                      and not p.ending else p for p in form.parts))
 
 
 def _usual_form(items: list) -> str:

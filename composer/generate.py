@@ -17,7 +17,7 @@ import torch
 
 from .encoding import END, N_SPECIAL, REST, Vocab
 from .formfeatures import FormTracker
-from .model import form_keys
+from .modelconfig import form_keys
 from .music import Meter
 
 _CHUNK = 64  # steps of uniforms drawn at a time

@@ -31,7 +31,7 @@ rhythm network may read it; it tells the network where in the bar the note it pr
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,84 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .encoding import PAD
-from .formfeatures import CLOSES_KEY, CLOSES_SIZE, FORM_KEYS, feature_sizes
+from .formfeatures import CLOSES_KEY, CLOSES_SIZE
+from .modelconfig import ModelConfig, input_tables, label_keys, reads_closes
 
-ARCHS = ("dual", "joint")
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
-NOTE_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out")  # per step: the current note, positions
-LABEL_KEYS = ("meter", "mode", "style")  # per tune
-FORM_LEVELS = ("none", "position", "lookback", "cadence")
-
-
-def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
-    """The form inputs a model reads per step (see formfeatures), by its config's form level."""
-    if cfg.form == "none":
-        return ()
-    return FORM_KEYS[:6] if cfg.form == "position" else FORM_KEYS
-
-
-def reads_closes(cfg: "ModelConfig") -> bool:
-    """Whether the melody network also reads what the next note closes (formfeatures)."""
-    return cfg.form == "cadence" and cfg.arch == "dual"
-
-
-def label_keys(cfg: "ModelConfig") -> tuple[str, ...]:
-    """The per-tune labels a model reads: meter, mode, style, and the tune type with form."""
-    return LABEL_KEYS + (("type",) if cfg.form != "none" else ())
-
-
-def step_keys(cfg: "ModelConfig") -> tuple[str, ...]:
-    """What rhythm_step reads: the note inputs, the form inputs and the labels."""
-    return NOTE_KEYS + form_keys(cfg) + label_keys(cfg)
-
-
-@dataclass(kw_only=True)
-class ModelConfig:
-    """Architecture and vocabulary sizes; everything needed to rebuild the module."""
-
-    n_durations: int
-    n_pitches: int
-    n_positions: int
-    n_meters: int
-    n_modes: int
-    n_styles: int
-    n_types: int = 1
-    form: str = "cadence"  # form inputs: none | position (where in the form) | lookback (and
-    #                        the notes one phrase and one part back) | cadence (and, for the
-    #                        melody network, what the next note closes); see formfeatures
-    arch: str = "dual"
-    cell: str = "gru"
-    hidden: int = 256
-    layers: int = 2
-    dropout: float = 0.1
-    dur_emb: int = 32
-    pitch_emb: int = 48
-    pos_emb: int = 16
-    label_emb: int = 8  # meter, mode, style and type each
-    form_emb: int = 8  # each bar-position input of the form
-    back_pitch_emb: int = 24  # pitch one phrase or one part back
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}; valid: {', '.join(CELLS)}")
-        if self.form not in FORM_LEVELS:
-            raise ValueError(f"unknown form level {self.form!r}; valid: {', '.join(FORM_LEVELS)}")
-        if self.hidden < 1 or self.layers < 1 or not 0 <= self.dropout < 1:
-            raise ValueError("hidden and layers must be >= 1 and dropout in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**{"form": "none", **d})  # configs from before form inputs have none
-
 
 @dataclass
 class ModelState:
@@ -139,24 +65,6 @@ class ModelState:
             else s.index_select(1, index))
         top = None if self.top is None else self.top.index_select(0, index)
         return ModelState(pick(self.rhythm), pick(self.melody), top)
-
-
-def input_tables(cfg: ModelConfig) -> list[tuple[str, str, int, int]]:
-    """(batch key, embedding table, rows, width) of each per-step input, in the order the
-    inputs are concatenated: the note inputs, the form inputs, then the per-tune labels.
-    pos_in and pos_out share one table. The model, the fused sampler and count_params all
-    read this one description."""
-    sizes = feature_sizes(cfg.n_pitches, cfg.n_durations)
-    note = [("dur_in", "dur", cfg.n_durations, cfg.dur_emb),
-            ("pitch_in", "pitch", cfg.n_pitches, cfg.pitch_emb),
-            ("pos_in", "pos", cfg.n_positions, cfg.pos_emb),
-            ("pos_out", "pos", cfg.n_positions, cfg.pos_emb)]
-    form = [(k, k, sizes[k], cfg.back_pitch_emb if k.endswith("_pitch")
-             else cfg.dur_emb if k.endswith("_dur") else cfg.form_emb) for k in form_keys(cfg)]
-    rows = {"meter": cfg.n_meters, "mode": cfg.n_modes, "style": cfg.n_styles, "type": cfg.n_types}
-    # (nn.Module has a method named `type`, so that table is `tune_type`)
-    return note + form + [(k, "tune_type" if k == "type" else k, rows[k], cfg.label_emb)
-                          for k in label_keys(cfg)]
 
 
 class _Inputs(nn.Module):
@@ -376,43 +284,3 @@ def nll_terms(batch: dict[str, torch.Tensor], dur_logits: torch.Tensor, pitch_lo
 def bits(nats: float, events: float) -> float:
     """Nats summed over `events` -> bits per event."""
     return nats / max(events, 1) / math.log(2)
-
-
-def count_params(cfg: ModelConfig) -> int:
-    """Number of parameters build_model(cfg) has, computed from the config alone (no tensors,
-    so a checkpoint loader can check a config against its weights before allocating)."""
-    gates = {"gru": 3, "lstm": 4, "rnn": 1}[cfg.cell]
-
-    def stack(input_size: int) -> int:
-        sizes = [input_size] + [cfg.hidden] * (cfg.layers - 1)
-        return sum(gates * cfg.hidden * (n + cfg.hidden + 2) for n in sizes)
-
-    tables = input_tables(cfg)
-    dim = sum(width for *_, width in tables)
-    embeddings = sum(rows * width for rows, width in {t: (r, w) for _, t, r, w in tables}.values())
-    if cfg.arch == "joint":
-        classes = cfg.n_durations * cfg.n_pitches
-        return embeddings + stack(dim) + (cfg.hidden + 1) * classes
-    closes = cfg.form_emb if reads_closes(cfg) else 0
-    return (embeddings + CLOSES_SIZE * closes + stack(dim) + stack(dim + cfg.dur_emb + closes + cfg.hidden)
-            + (cfg.hidden + 1) * (cfg.n_durations + cfg.n_pitches))
-
-
-def match_joint(cfg: ModelConfig, tolerance: float = 0.05) -> ModelConfig:
-    """A joint config whose parameter count is closest to the dual model of `cfg` (same cell,
-    layers and embeddings; only the hidden size differs). Raises ValueError if no hidden
-    size comes within `tolerance`."""
-    target = count_params(replace(cfg, arch="dual"))
-    lo, hi = 1, 8 * cfg.hidden + 64
-    while lo < hi:  # smallest hidden with at least the target count (count grows with hidden)
-        mid = (lo + hi) // 2
-        if count_params(replace(cfg, arch="joint", hidden=mid)) < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    best = min((replace(cfg, arch="joint", hidden=h) for h in (max(1, lo - 1), lo)),
-               key=lambda c: abs(count_params(c) - target))
-    if abs(count_params(best) - target) > tolerance * target:
-        raise ValueError(f"no joint hidden size matches {target} parameters within "
-                         f"{tolerance:.0%}; the joint output layer alone is larger")
-    return best

@@ -19,14 +19,13 @@ from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
 from .fastgru import FusedDual, supports
 from .form import Form, bars_after_pickup
 from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
-from .formplan import DEFAULT_BARS, TypeForms
 from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
-from .model import form_keys, reads_closes
+from .modelchoices import ModelChoices
+from .modelconfig import form_keys, reads_closes
 from .music import (KEYS, TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, key_spelling,
                     nearest_shift, normalize_mode, tonic_pitch_class)
 from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
                        SamplingOptions, ScoreReport)
-from .tunetype import normalize_type
 
 __all__ = ["Composer", "ComposeRequest", "Composition", "LIMITS", "NoteScore", "SamplingOptions",
            "ScoreReport"]
@@ -48,9 +47,9 @@ class Composer:
         self._fused = FusedDual(self.model) if on_cpu and supports(self.model) else None
         self._plans: dict[tuple, RhythmPlan] = {}
         self._ticks = np.array([0] * N_SPECIAL + list(self.vocab.durations), np.int64)
-        self.default_style = _default_style(self.config, self.vocab)
-        self.forms = TypeForms(list(self.vocab.types),
-                               (self.config.get("data") or {}).get("forms") or {})
+        self.choices = ModelChoices(self.vocab, self.config, self.model.inputs.label_keys)
+        self.forms = self.choices.forms
+        self.default_style = self.choices.default_style
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> "Composer":
@@ -67,77 +66,10 @@ class Composer:
             raise CheckpointError(f"model directory not found: {directory}{hint}")
         return cls(load_model(directory), name=directory.name)
 
-    # --- options and validation -------------------------------------------------------------
+    # --- options -----------------------------------------------------------------------------
     def options(self) -> dict:
         """Valid values, limits and defaults, for a CLI, an API or a form."""
-        v = self.vocab
-        d = ComposeRequest()
-        meter = DEFAULT_METER if DEFAULT_METER in v.meters else v.meters[0]
-        mode = d.mode if d.mode in v.modes else v.modes[0]
-        s = d.sampling
-        return {
-            "meters": list(v.meters), "modes": list(v.modes), "keys": list(KEYS),
-            "styles": list(v.styles),
-            "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
-            "types": list(v.types),
-            "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars", "pickup", "style") if k in u}
-                      for t in v.types for u in [self.forms.usual(t)]},
-            "defaults": {"bars": DEFAULT_BARS, "meter": meter, "key": d.key, "mode": mode,
-                         "style": self.default_style, "tempo": d.tempo,
-                         "temperature": s.temperature, "top_p": s.top_p, "best_of": s.best_of,
-                         "low": s.low, "high": s.high},
-        }
-
-    def _label(self, kind: str, value: str) -> str:
-        values = getattr(self.vocab, kind + "s")
-        for v in values:
-            if v.lower() == str(value).strip().lower():
-                return v
-        raise MusicError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(values)}",
-                         field=kind)
-
-    def _meter(self, text: str) -> Meter:
-        try:
-            meter = Meter.parse(str(text))
-        except MusicError:
-            meter = None
-        if meter is None or str(meter) not in self.vocab.meters:
-            raise MusicError(f"unknown meter {text!r}; valid meters: "
-                             f"{', '.join(self.vocab.meters)}", field="meter")
-        return meter
-
-    def _fragment_mode(self, mode: str) -> str:
-        """The model's mode label closest to a fragment's (estimated) mode."""
-        modes = self.vocab.modes
-        if mode in modes:
-            return mode
-        major_like = mode in ("major", "lydian", "mixolydian")
-        family = (("major", "mixolydian", "lydian", "dorian", "minor") if major_like
-                  else ("minor", "dorian", "phrygian", "major"))
-        return next((m for m in family if m in modes), modes[0])
-
-    def _style(self, style: str | None) -> str:
-        return self.default_style if style in (None, "") else self._label("style", style)
-
-    def _type_style(self, tune_type: str) -> str | None:
-        """The collection most tunes of this type come from, if the model knows it."""
-        style = self.forms.usual(tune_type).get("style")
-        return style if style in self.vocab.styles else None
-
-    def _labels(self, meter: Meter, mode: str, style: str, tune_type: str) -> tuple[int, ...]:
-        """Label ids in the order the model reads them (meter, mode, style[, type])."""
-        v = self.vocab
-        ids = {"meter": v.label_id("meter", str(meter)), "mode": v.label_id("mode", mode),
-               "style": v.label_id("style", style), "type": v.label_id("type", tune_type)}
-        return tuple(ids[k] for k in self.model.inputs.label_keys)
-
-    def _tune_type(self, given: str | None, written: str, meter: Meter) -> str:
-        """The type asked for, else the one a file names (R:) if the model knows it, else the
-        usual type of the meter."""
-        if given:
-            return self.forms.check(given)
-        named = normalize_type(written, str(meter)) if written else ""
-        return named if named in self.vocab.types else self.forms.type_for_meter(str(meter))
+        return self.choices.options()
 
     def _layout(self, form: Form, meter: Meter, start: int, total: int) -> Layout:
         if not 1 <= form.written_bars <= LIMITS["bars"][1]:
@@ -192,20 +124,20 @@ class Composer:
         if req.bars is not None and req.form:
             raise MusicError("give bars or a form, not both: the form sets the bars", field="form")
         given_type = self.forms.check(req.tune_type) if req.tune_type else None
-        meter = self._meter(req.meter or (self.forms.usual(given_type)["meter"] if given_type
+        meter = self.choices.meter(req.meter or (self.forms.usual(given_type)["meter"] if given_type
                                           else DEFAULT_METER))
-        tune_type = self._tune_type(given_type, "", meter)
+        tune_type = self.choices.tune_type(given_type, "", meter)
         form = self.forms.compose_form(given_type, req.form, req.bars, req.endings)
         try:
             mode = normalize_mode(req.mode)
         except MusicError:
             mode = str(req.mode)
-        mode = self._label("mode", mode)
+        mode = self.choices.label("mode", mode)
         key = next((k for k in KEYS if k.lower() == str(req.key).strip().lower()), None)
         if key is None:
             raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}", field="key")
         usual = self.forms.usual(given_type) if given_type else {}
-        style = self._style(req.style or (self._type_style(given_type) if given_type else None))
+        style = self.choices.style(req.style or (self.choices.type_style(given_type) if given_type else None))
         pickup = req.pickup if req.pickup is not None else (
             int(usual.get("pickup", 0)) if usual.get("meter") == str(meter) else 0)
         t0, t1 = LIMITS["tempo"]
@@ -227,7 +159,7 @@ class Composer:
                              "be filled with the model's durations", field="pickup")
         seed = _seed(opts.seed)
         begin = Start(BOS, BOS, start, start, total)
-        labels = self._labels(meter, mode, style, tune_type)
+        labels = self.choices.ids(meter, mode, style, tune_type)
         pitch_bias = self._pitch_bias(opts.low - shift, opts.high - shift)
         # at most _MAX_ROWS rows at a time; later batches get seeds derived from the seed
         per_batch = max(1, _MAX_ROWS // opts.best_of)
@@ -269,11 +201,11 @@ class Composer:
             melody, notes=melody.split_at_bar(keep_bars)[0])
         if not frag.notes:
             raise MusicError("the fragment has no notes")
-        meter = self._meter(str(frag.meter))
-        mode = self._fragment_mode(frag.mode)
-        kind = self._tune_type(tune_type, frag.tune_type, meter)
-        style = self._style(style or (frag.style if frag.style in self.vocab.styles else None)
-                            or self._type_style(kind))
+        meter = self.choices.meter(str(frag.meter))
+        mode = self.choices.fragment_mode(frag.mode)
+        kind = self.choices.tune_type(tune_type, frag.tune_type, meter)
+        style = self.choices.style(style or (frag.style if frag.style in self.vocab.styles else None)
+                            or self.choices.type_style(kind))
         enc = encode(replace(frag, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
         bar, start = meter.bar_ticks, enc.start
         first = 1 if start else 0
@@ -291,7 +223,7 @@ class Composer:
         sounding = [n.pitch for n in frag.notes if n.pitch is not None]
         low = min([opts.low] + sounding)
         high = max([opts.high] + sounding)
-        labels = self._labels(meter, mode, style, kind)
+        labels = self.choices.ids(meter, mode, style, kind)
         n = len(enc.durations)
         frag_rhythm, frag_pitch, state, s = self._read(enc, target, total, labels, n)
         remaining = total - frag_ticks
@@ -313,17 +245,17 @@ class Composer:
         """Per-note rhythm and pitch surprisal of a tune, from one teacher-forced pass."""
         if not melody.notes:
             raise MusicError("the tune has no notes")
-        meter = self._meter(str(melody.meter))
-        mode = self._fragment_mode(melody.mode)
-        style = self._style(melody.style if melody.style in self.vocab.styles else None)
-        kind = self._tune_type(None, melody.tune_type, meter)
+        meter = self.choices.meter(str(melody.meter))
+        mode = self.choices.fragment_mode(melody.mode)
+        style = self.choices.style(melody.style if melody.style in self.vocab.styles else None)
+        kind = self.choices.tune_type(None, melody.tune_type, meter)
         enc = encode(replace(melody, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
         total = tune_ticks(enc, self.vocab)
         form = tune_form(enc, self.vocab, total)
         if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
             form = tune_form(replace(enc, form=None), self.vocab, total)
         n = len(enc.durations)
-        rhythm, pitch, _, _ = self._read(enc, form, total, self._labels(meter, mode, style, kind),
+        rhythm, pitch, _, _ = self._read(enc, form, total, self.choices.ids(meter, mode, style, kind),
                                          n + 1)
         bar, beat = meter.bar_ticks, meter.beat_ticks
         first_bar = 0 if melody.pickup else 1
@@ -428,14 +360,3 @@ def _octave_shift(at_c: list[int | None], enc, vocab: Vocab) -> int:
     moved = Counter(vocab.pitch_value(int(t)) - p for p, t in zip(at_c, enc.pitches)
                     if p is not None and int(t) != REST)
     return moved.most_common(1)[0][0] if moved else 0
-
-
-def _default_style(config: dict, vocab: Vocab) -> str:
-    """The model's most common training style if the checkpoint records counts, else the first."""
-    for key in ("style_counts", "styles"):
-        counts = config.get(key) or (config.get("data") or {}).get(key)
-        if isinstance(counts, dict):
-            known = {k: v for k, v in counts.items() if k in vocab.styles}
-            if known:
-                return max(known, key=lambda k: (known[k], k))
-    return vocab.styles[0]

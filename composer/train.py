@@ -18,18 +18,16 @@ from .checkpoint import (load_training_state, read_json, save_model, save_traini
                          sha256_file, write_atomic, write_json)
 from .batches import Batches
 from .dataset import Dataset, style_counts, type_forms
-from .model import ModelConfig, bits, build_model, count_params, match_joint, nll_terms
+from .model import bits, build_model
+from .modelconfig import ModelConfig, count_params, match_joint
 from .trainlog import Progress, plot_curves
+from .trainstep import TrainError, autocast_for, train_step
 
 RESUME_DIR = "resume"
 # Fields that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_FIELDS = ("arch", "cell", "hidden", "layers", "dropout", "batch_size", "lr", "weight_decay",
               "clip", "warmup_steps", "lr_decay", "lr_patience", "window", "seed", "precision",
               "match_params", "form")
-
-
-class TrainError(ValueError):
-    """A training run that cannot start: bad options, nothing to resume, data changed."""
 
 
 @dataclass
@@ -40,7 +38,7 @@ class TrainConfig:
     out: str
     arch: str = "dual"
     cell: str = "gru"
-    form: str = "cadence"  # form inputs: none | position | lookback | cadence (model.ModelConfig)
+    form: str = "cadence"  # form inputs: none | position | lookback | cadence (modelconfig.ModelConfig)
     hidden: int = 256
     layers: int = 2
     dropout: float = 0.1
@@ -79,26 +77,6 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device("cuda", cfg.local_rank)
 
 
-def autocast_for(precision: str, device: torch.device, hidden: int = 256):
-    """A context factory for the forward pass: bf16 autocast or nothing (fp32). 'auto' picks
-    bf16 on CUDA, and on CPUs with native bf16 for models wide enough (hidden >= 128) to gain
-    from it (about twice as fast there); fp32 elsewhere."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise TrainError(f"unknown precision {precision!r}; valid: auto, bf16, fp32")
-    bf16 = precision == "bf16" or (precision == "auto" and (
-        device.type == "cuda" or (hidden >= 128 and _cpu_has_bf16())))
-    if not bf16:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _all_sum(values: list[float], device: torch.device, world: int) -> list[float]:
     if world == 1:
         return values
@@ -107,27 +85,10 @@ def _all_sum(values: list[float], device: torch.device, world: int) -> list[floa
     return t.tolist()
 
 
-
 def _lr(cfg: TrainConfig, st: "TrainState", warmup: int) -> float:
     """Linear warmup, then the base LR times the decays applied so far (plateau schedule).
     It depends only on the step and the saved scale, so a resumed run continues it exactly."""
     return cfg.lr * st.lr_scale * min(1.0, (st.step + 1) / max(1, warmup))
-
-
-def train_step(net, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor], amp,
-               clip: float, lr: float) -> torch.Tensor:
-    """One optimisation step on a batch; returns (rhythm nats, pitch nats, events) as a
-    float64 tensor on the batch's device (no host sync)."""
-    with amp():
-        r, p, n = nll_terms(batch, *net(batch))
-    opt.zero_grad(set_to_none=True)
-    ((r + p) / n).backward()
-    params = [q for g in opt.param_groups for q in g["params"]]
-    torch.nn.utils.clip_grad_norm_(params, clip)
-    for g in opt.param_groups:
-        g["lr"] = lr
-    opt.step()
-    return torch.stack([r.detach(), p.detach(), n]).double()
 
 
 def _evaluate(model, data: Batches, cfg: TrainConfig, device, amp) -> list[float]:

@@ -15,10 +15,12 @@ from composer.checkpoint import save_model
 from composer.cli import app
 from composer.dataset import Dataset
 from composer.encoding import Vocab, build_duration_vocab, count_durations, encode
-from composer.evaluate import (METRIC_KEYS, conform, distribution_similarity, evaluate,
-                               evaluate_model, map_label)
+from composer.conform import conform, map_label
+from composer.distributions import distribution_similarity
+from composer.evaluate import METRIC_KEYS, evaluate, evaluate_model
 from composer.markov import MarkovModel, Steps
-from composer.model import ModelConfig, build_model
+from composer.model import build_model
+from composer.modelconfig import ModelConfig
 from composer.music import Melody, Meter, Note
 
 from conftest import make_tunes

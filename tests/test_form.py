@@ -7,8 +7,8 @@ import pytest
 
 from composer.encoding import Vocab, encode
 from composer.tunetype import check_type, normalize_type
-from composer.form import (Form, Part, TuneShape, form_stats, parse_form, played,
-                           with_endings)
+from composer.form import Form, Part, TuneShape, form_stats, played
+from composer.formplan import parse_form, with_endings
 from composer.formats import read_tunes, render, save, to_abc
 from composer.formfeatures import FORM_KEYS, FormTracker, Layout, form_streams, tune_form
 from composer.music import Melody, Meter, MusicError, Note

@@ -11,8 +11,8 @@ import torch
 from composer.checkpoint import (CheckpointError, default_model_dir, load_model, save_model)
 from composer.encoding import END, PAD, Vocab
 from composer.formfeatures import feature_sizes
-from composer.model import (ModelConfig, step_keys, build_model, count_params, match_joint,
-                            nll_terms)
+from composer.model import build_model, nll_terms
+from composer.modelconfig import ModelConfig, count_params, match_joint, step_keys
 
 VOCAB = Vocab(durations=[6, 12, 18, 24, 36, 48], meters=["3/4", "4/4", "6/8"],
               modes=["dorian", "major", "minor"], styles=["airs", "jigs"])

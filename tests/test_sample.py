@@ -15,7 +15,7 @@ from composer.encoding import END, N_SPECIAL, Vocab
 from composer.music import Melody, Meter, MusicError, Note, nearest_shift
 from composer.generate import draw, draw_one, rhythm_plan
 from composer.formfeatures import FORM_KEYS, feature_sizes
-from composer.model import form_keys, label_keys
+from composer.modelconfig import form_keys, label_keys
 from composer.sample import Composer, ComposeRequest, SamplingOptions
 
 from conftest import make_tune

@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 
 from composer.checkpoint import load_model
 from composer.dataset import Dataset
-from composer.model import count_params
+from composer.modelconfig import count_params
 from composer.batches import Batches
 from composer.train import TrainConfig, TrainError, train
 

@@ -11,7 +11,8 @@ import torch
 
 from composer import sample
 from composer.sample import Composer, ComposeRequest, SamplingOptions
-from composer.train import TrainConfig, TrainError, autocast_for, train
+from composer.train import TrainConfig, train
+from composer.trainstep import TrainError, autocast_for
 
 
 def _train(tmp_path_factory, data: str, name: str, **overrides) -> str:
@@ -60,15 +61,15 @@ def test_compose_many_over_several_batches(tiny_model_dir, monkeypatch):
 
 def test_autocast_picks_bf16_only_where_asked_or_where_it_pays(monkeypatch):
     cpu = torch.device("cpu")
-    assert autocast_for("fp32", cpu)() .__class__.__name__ == "nullcontext"
+    assert autocast_for("fp32", cpu)().__class__.__name__ == "nullcontext"
     with autocast_for("bf16", cpu)():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    monkeypatch.setattr("composer.train._cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("composer.trainstep._cpu_has_bf16", lambda: True)
     with autocast_for("auto", cpu, hidden=256)():
         assert torch.is_autocast_enabled("cpu")
     with autocast_for("auto", cpu, hidden=32)():  # too narrow to gain
         assert not torch.is_autocast_enabled("cpu")
-    monkeypatch.setattr("composer.train._cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("composer.trainstep._cpu_has_bf16", lambda: False)
     with autocast_for("auto", cpu, hidden=256)():
         assert not torch.is_autocast_enabled("cpu")
     with pytest.raises(TrainError, match="unknown precision 'fp8'"):
