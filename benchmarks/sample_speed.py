@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from composer.checkpoint import LoadedModel, default_model_dir, load_model, save_model
+from composer.checkpoint import LoadedModel, load_model, save_model
+from composer.modelfiles import default_model_dir
 from composer.encoding import Vocab
 from composer.model import build_model
 from composer.modelconfig import ModelConfig

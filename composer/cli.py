@@ -72,7 +72,7 @@ def serve_command(
                                   help="Server processes, each with its own copy of the model."),
 ) -> None:
     """Run the web API and the playground page (http://HOST:PORT/)."""
-    from .checkpoint import CheckpointError
+    from .modelfiles import CheckpointError
     from .serve import serve
 
     cfg = ServeConfig(host=host, port=port, model_dir=model, workers=workers, queue_limit=queue,
@@ -105,7 +105,7 @@ def evaluate_command(
     import json
 
     from . import evaluate
-    from .checkpoint import CheckpointError, default_model_dir
+    from .modelfiles import CheckpointError, default_model_dir
 
     if split not in ("test", "valid", "train", "all"):
         raise fail(f"unknown split {split!r}; valid: test, valid, train, all")
@@ -188,7 +188,7 @@ def compose_command(
     or --bars bars through-composed."""
     import torch
 
-    from .checkpoint import CheckpointError
+    from .modelfiles import CheckpointError
     from .sample import Composer, ComposeRequest
 
     torch.set_num_threads(threads)
@@ -253,7 +253,7 @@ def continue_command(
     in its key and meter."""
     import torch
 
-    from .checkpoint import CheckpointError
+    from .modelfiles import CheckpointError
     from .sample import Composer
     from .tunefiles import read_input
 
@@ -278,7 +278,7 @@ def score_command(
     """How surprising each note of a tune is to the model (bits), and the 5 most surprising."""
     import json
 
-    from .checkpoint import CheckpointError
+    from .modelfiles import CheckpointError
     from .sample import Composer
     from .tunefiles import read_input
 
@@ -330,7 +330,7 @@ def train_command(
     import json
     import os
 
-    from .checkpoint import CheckpointError
+    from .modelfiles import CheckpointError
     from .train import TrainConfig, TrainError, train
 
     # torchrun describes the process group in the environment.

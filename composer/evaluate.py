@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from .batches import Batches
-from .checkpoint import LoadedModel, load_model, sha256_file
+from .checkpoint import LoadedModel, load_model
+from .modelfiles import sha256_file
 from .conform import conform, map_label
 from .dataset import Dataset
 from .distributions import distribution_similarity

@@ -40,7 +40,7 @@ from torch import nn
 
 from .encoding import PAD
 from .formfeatures import CLOSES_KEY, CLOSES_SIZE
-from .modelconfig import ModelConfig, input_tables, label_keys, reads_closes
+from .modelconfig import ModelConfig, input_tables, label_keys, melody_input_size, reads_closes
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 
@@ -149,10 +149,9 @@ class DualModel(_Base):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        extra = cfg.form_emb if reads_closes(cfg) else 0
-        if extra:  # what the next note closes: known once its duration is
+        if reads_closes(cfg):  # what the next note closes: known once its duration is
             self.closes = nn.Embedding(CLOSES_SIZE, cfg.form_emb)
-        self.melody = _rnn(cfg, self.inputs.dim + cfg.dur_emb + extra + cfg.hidden, cfg.hidden)
+        self.melody = _rnn(cfg, melody_input_size(cfg), cfg.hidden)
         self.dur_head = nn.Linear(cfg.hidden, cfg.n_durations)
         self.pitch_head = nn.Linear(cfg.hidden, cfg.n_pitches)
 

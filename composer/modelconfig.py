@@ -4,6 +4,7 @@ module (model.py), the fused sampler and the checkpoint loader all read this one
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .formfeatures import CLOSES_SIZE, FORM_KEYS, feature_sizes
@@ -103,25 +104,41 @@ def input_tables(cfg: ModelConfig) -> list[tuple[str, str, int, int]]:
                           for k in label_keys(cfg)]
 
 
+def melody_input_size(cfg: ModelConfig) -> int:
+    """Width of the melody stack's input: the shared inputs, the next duration, what the next
+    note closes (for a model that reads it), then the rhythm stack's top hidden state."""
+    closes = cfg.form_emb if reads_closes(cfg) else 0
+    return sum(width for *_, width in input_tables(cfg)) + cfg.dur_emb + closes + cfg.hidden
 
-def count_params(cfg: ModelConfig) -> int:
-    """Number of parameters build_model(cfg) has, computed from the config alone (no tensors,
-    so a checkpoint loader can check a config against its weights before allocating)."""
-    gates = CELL_GATES[cfg.cell]
 
-    def stack(input_size: int) -> int:
-        sizes = [input_size] + [cfg.hidden] * (cfg.layers - 1)
-        return sum(gates * cfg.hidden * (n + cfg.hidden + 2) for n in sizes)
+def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every weight build_model(cfg) has, from the config alone (no
+    tensors, so a checkpoint loader can check a file against its config before allocating)."""
+    H, gates = cfg.hidden, CELL_GATES[cfg.cell] * cfg.hidden
+    shapes = {f"inputs.{t}.weight": (rows, width) for _, t, rows, width in input_tables(cfg)}
 
-    tables = input_tables(cfg)
-    dim = sum(width for *_, width in tables)
-    embeddings = sum(rows * width for rows, width in {t: (r, w) for _, t, r, w in tables}.values())
+    def stack(name: str, input_size: int) -> None:
+        for k in range(cfg.layers):
+            shapes.update({f"{name}.weight_ih_l{k}": (gates, input_size if k == 0 else H),
+                           f"{name}.weight_hh_l{k}": (gates, H),
+                           f"{name}.bias_ih_l{k}": (gates,), f"{name}.bias_hh_l{k}": (gates,)})
+
+    stack("rhythm", sum(width for *_, width in input_tables(cfg)))
     if cfg.arch == "joint":
         classes = cfg.n_durations * cfg.n_pitches
-        return embeddings + stack(dim) + (cfg.hidden + 1) * classes
-    closes = cfg.form_emb if reads_closes(cfg) else 0
-    return (embeddings + CLOSES_SIZE * closes + stack(dim) + stack(dim + cfg.dur_emb + closes + cfg.hidden)
-            + (cfg.hidden + 1) * (cfg.n_durations + cfg.n_pitches))
+        shapes.update({"head.weight": (classes, H), "head.bias": (classes,)})
+        return shapes
+    if reads_closes(cfg):
+        shapes["closes.weight"] = (CLOSES_SIZE, cfg.form_emb)
+    stack("melody", melody_input_size(cfg))
+    shapes.update({"dur_head.weight": (cfg.n_durations, H), "dur_head.bias": (cfg.n_durations,),
+                   "pitch_head.weight": (cfg.n_pitches, H), "pitch_head.bias": (cfg.n_pitches,)})
+    return shapes
+
+
+def count_params(cfg: ModelConfig) -> int:
+    """Number of parameters build_model(cfg) has (see weight_shapes)."""
+    return sum(math.prod(shape) for shape in weight_shapes(cfg).values())
 
 
 def match_joint(cfg: ModelConfig, tolerance: float = 0.05) -> ModelConfig:

@@ -54,7 +54,8 @@ class Composer:
     @classmethod
     def load(cls, model_dir: str | Path | None = None) -> "Composer":
         """Load a model folder (None: the shipped default model)."""
-        from .checkpoint import CheckpointError, default_model_dir, load_model
+        from .modelfiles import CheckpointError, default_model_dir
+        from .checkpoint import load_model
 
         try:
             directory = Path(model_dir) if model_dir else default_model_dir()

@@ -14,8 +14,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (load_training_state, read_json, save_model, save_training_state,
-                         sha256_file, write_atomic, write_json)
+from .checkpoint import load_training_state, save_model, save_training_state
+from .files import write_atomic
+from .modelfiles import read_json, sha256_file, write_json
 from .batches import Batches
 from .dataset import Dataset, style_counts, type_forms
 from .model import bits, build_model

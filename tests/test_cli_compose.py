@@ -239,7 +239,7 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
 
 def test_default_model_is_used_without_model_option(tmp_path):
-    from composer.checkpoint import default_model_dir
+    from composer.modelfiles import default_model_dir
 
     assert (default_model_dir() / "config.json").is_file(), "the default model is not shipped"
     _ok(["compose", "--bars", "2", "--seed", "1", "-o", str(tmp_path / "x.abc")])

@@ -8,11 +8,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from composer.checkpoint import (CheckpointError, default_model_dir, load_model, save_model)
+from composer.checkpoint import load_model, save_model
+from composer.modelfiles import CheckpointError, default_model_dir
 from composer.encoding import END, PAD, Vocab
 from composer.formfeatures import feature_sizes
 from composer.model import build_model, nll_terms
-from composer.modelconfig import ModelConfig, count_params, match_joint, step_keys
+from composer.modelconfig import ModelConfig, count_params, match_joint, step_keys, weight_shapes
 
 VOCAB = Vocab(durations=[6, 12, 18, 24, 36, 48], meters=["3/4", "4/4", "6/8"],
               modes=["dorian", "major", "minor"], styles=["airs", "jigs"])
@@ -280,10 +281,13 @@ def test_missing_folder_and_default_dir():
     assert default_model_dir().parent.name == "models"
 
 
+@pytest.mark.parametrize("form", ["none", "position", "lookback", "cadence"])
 @pytest.mark.parametrize("arch,cell,layers", [("dual", "gru", 2), ("dual", "lstm", 1),
                                               ("dual", "rnn", 3), ("joint", "gru", 2),
                                               ("joint", "lstm", 1)])
-def test_count_params_from_config_matches_the_built_model(arch, cell, layers):
+def test_count_params_from_config_matches_the_built_model(arch, cell, layers, form):
     cfg = ModelConfig(n_durations=11, n_pitches=23, n_positions=96, n_meters=3, n_modes=2,
-                      n_styles=4, arch=arch, cell=cell, hidden=24, layers=layers)
+                      n_styles=4, n_types=3, arch=arch, cell=cell, hidden=24, layers=layers,
+                      form=form)
     assert count_params(cfg) == sum(p.numel() for p in build_model(cfg).parameters())
+    assert weight_shapes(cfg) == {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}

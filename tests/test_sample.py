@@ -357,7 +357,7 @@ def test_options_list_what_the_model_knows(composer):
 
 
 def test_empty_fragment_and_missing_model_are_clear_errors(composer, tmp_path):
-    from composer.checkpoint import CheckpointError
+    from composer.modelfiles import CheckpointError
 
     with pytest.raises(MusicError, match="no notes"):
         composer.continue_melody(Melody(notes=[]), bars=2)
