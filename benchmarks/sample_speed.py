@@ -1,4 +1,5 @@
-"""Sampler speed: one-tune latency, batched throughput against the matmul bound, CLI wall time.
+"""Sampler speed: one-tune latency (the numpy engine, and the torch model's own steps beside it),
+batched throughput against the matmul bound, CLI wall time.
 
     python benchmarks/sample_speed.py [--model DIR | --random] [--threads 1] [--runs 30]
 
@@ -25,6 +26,7 @@ import torch
 from composer.checkpoint import LoadedModel, load_model, save_model
 from composer.modelfiles import default_model_dir
 from composer.encoding import Vocab
+from composer.engine import Engine
 from composer.model import build_model
 from composer.modelconfig import ModelConfig
 from composer.music import MODES
@@ -69,19 +71,19 @@ def latency(composer: Composer, bars: int, meter: str, runs: int) -> dict:
             "notes": statistics.mean(notes), "us_per_note": p50 / statistics.mean(notes) * 1e6}
 
 
-def _matmul_seconds(fused, rows: int, reps: int = 30) -> float:
-    """Seconds for one step's matmuls alone (every cell's stacked product) at `rows` rows."""
-    mats = [w for w, _ in fused.r_cells + fused.m_cells]
-    xs = [torch.randn(2, rows, w.shape[1]) for w in mats]
-    outs = [torch.empty(2, rows, w.shape[2]) for w in mats]
-    with torch.inference_mode():
-        for _ in range(5):
-            for w, x, o in zip(mats, xs, outs):
-                torch.bmm(x, w, out=o)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            for w, x, o in zip(mats, xs, outs):
-                torch.bmm(x, w, out=o)
+def _matmul_seconds(engine: Engine, rows: int, reps: int = 30) -> float:
+    """Seconds for one step's matmuls alone (every layer's stacked product) at `rows` rows."""
+    mats = engine.rhythm.mats + engine.melody.mats
+    xs = [np.random.default_rng(0).standard_normal((rows, w.shape[0])).astype(np.float32)
+          for w in mats]
+    outs = [np.empty((rows, w.shape[1]), np.float32) for w in mats]
+    for _ in range(5):
+        for w, x, o in zip(mats, xs, outs):
+            np.matmul(x, w, out=o)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for w, x, o in zip(mats, xs, outs):
+            np.matmul(x, w, out=o)
     return (time.perf_counter() - t0) / reps
 
 
@@ -103,12 +105,12 @@ def throughput(composer: Composer, bars: int, meter: str, count: int) -> dict:
     notes = sum(lengths)
     out = {"count": count, "notes": notes, "seconds": best, "notes_per_s": notes / best,
            "shortest": min(lengths), "longest": max(lengths)}
-    fused = composer._fused
-    if fused is not None:
-        per_step = _matmul_seconds(fused, count)
+    engine = composer.net
+    if isinstance(engine, Engine):
+        per_step = _matmul_seconds(engine, count)
         lengths_np = np.array(lengths)
         live = [int((lengths_np >= s).sum()) for s in range(max(lengths) + 1)]
-        cost = {m: _matmul_seconds(fused, m, reps=10) for m in sorted(set(live))}
+        cost = {m: _matmul_seconds(engine, m, reps=10) for m in sorted(set(live))}
         same = sum(cost[m] for m in live)
         out.update(matmul_us_per_step=per_step * 1e6, bound_notes_per_s=count / per_step,
                    efficiency=notes / best / (count / per_step),
@@ -158,14 +160,13 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory()
         model_dir = tmp.name
         save_model(model_dir, loaded.model, loaded.cfg, loaded.vocab)
-    composer = Composer(loaded)
+    composer = Composer.load(model_dir)  # the numpy engine
     cfg = loaded.cfg
     report = {"model": source, "size": f"{cfg.arch} {cfg.layers}x{cfg.hidden} {cfg.cell}",
               "threads": torch.get_num_threads(), "bars": args.bars, "meter": args.meter}
     report["latency"] = latency(composer, args.bars, args.meter, args.runs)
     if not args.skip_naive:
-        naive = Composer(loaded)
-        naive._fused = None  # the model's own rhythm_step / melody_step
+        naive = Composer(loaded)  # the torch model's own rhythm_step / melody_step
         report["latency_naive"] = latency(naive, args.bars, args.meter, max(5, args.runs // 5))
     report["throughput"] = throughput(composer, args.bars, args.meter, args.count)
     if not args.skip_cli:
@@ -178,11 +179,11 @@ def main() -> None:
     lat, thr = report["latency"], report["throughput"]
     print(f"model: {report['model']} ({report['size']}), torch threads {report['threads']}")
     print(f"compose {args.bars} bars of {args.meter}, one tune (target p50 <= 15 ms):")
-    print(f"  fused   p50 {lat['p50_ms']:7.2f} ms  p90 {lat['p90_ms']:7.2f} ms  "
+    print(f"  engine  p50 {lat['p50_ms']:7.2f} ms  p90 {lat['p90_ms']:7.2f} ms  "
           f"{lat['notes']:.0f} notes  {lat['us_per_note']:.1f} us/note")
     if "latency_naive" in report:
         nv = report["latency_naive"]
-        print(f"  eager   p50 {nv['p50_ms']:7.2f} ms  p90 {nv['p90_ms']:7.2f} ms  "
+        print(f"  torch   p50 {nv['p50_ms']:7.2f} ms  p90 {nv['p90_ms']:7.2f} ms  "
               f"{nv['notes']:.0f} notes  {nv['us_per_note']:.1f} us/note")
     print(f"batch of {thr['count']} (target >= 80% of the matmul bound):")
     print(f"  {thr['notes_per_s']:,.0f} notes/s ({thr['notes']} notes in {thr['seconds']:.3f} s; "

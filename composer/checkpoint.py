@@ -21,7 +21,8 @@ from .files import remove_stale_temp_files, write_atomic
 from .model import build_model
 from .modelconfig import ModelConfig
 from .modelfiles import (CONFIG, FORMAT, FORMAT_VERSION, NEXT_WEIGHTS, WEIGHTS, CheckpointError,
-                         _unreadable, read_bytes, read_json, read_weights, write_json)
+                         ModelWeights, _unreadable, read_bytes, read_json, read_weights,
+                         write_json)
 
 
 @dataclass
@@ -78,7 +79,11 @@ def save_model(directory: str | os.PathLike, model: torch.nn.Module, cfg: ModelC
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model saved by save_model into torch; raises CheckpointError naming the bad file."""
-    found = read_weights(directory)
+    return model_from_weights(read_weights(directory), device)
+
+
+def model_from_weights(found: ModelWeights, device: str | torch.device = "cpu") -> LoadedModel:
+    """The torch model of a model folder that modelfiles.read_weights read and checked."""
     model = build_model(found.cfg)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in found.tensors.items()})
     model.to(device).eval()

@@ -25,6 +25,15 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
+def _torch(command: str):
+    """torch, for the commands that need it; without it, a one-line error naming the extra."""
+    try:
+        import torch
+    except ImportError:
+        raise fail(f"`composer {command}` needs torch: pip install 'composer[train]'") from None
+    return torch
+
+
 # --- commands are added below, one function each ------------------------------------------
 
 
@@ -111,9 +120,8 @@ def evaluate_command(
         raise fail(f"unknown split {split!r}; valid: test, valid, train, all")
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"unknown device {device!r}; valid: auto, cpu, cuda")
+    torch = _torch("evaluate")
     if device == "auto":
-        import torch
-
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         report = evaluate.evaluate(model_dir or default_model_dir(), data, split=split,
@@ -127,8 +135,9 @@ def evaluate_command(
 
 _OUT_HELP = ("Output file: .mid .abc .musicxml .xml .json .wav, or - for ABC on stdout. "
              "Several tunes: numbered files, or one multi-tune .abc.")
-_THREADS_HELP = ("CPU threads for torch. Sampling is a chain of small steps, so 1 is fastest for "
-                 "a single tune (and on a busy machine); more can help big --count batches.")
+_THREADS_HELP = ("CPU threads for the matrix products. Sampling is a chain of small steps, so 1 "
+                 "is fastest for a single tune (and on a busy machine); more can help big "
+                 "--count batches.")
 # Options shared by compose, continue and score.
 MODEL_OPTION = typer.Option(None, "--model", show_default="the shipped model",
                             help="Model folder (model.safetensors + config.json).")
@@ -186,12 +195,11 @@ def compose_command(
 ) -> None:
     """Compose new tunes in --key --mode: a --type of tune in its usual form (or in --form),
     or --bars bars through-composed."""
-    import torch
-
+    from .engine import set_threads
     from .modelfiles import CheckpointError
     from .sample import Composer, ComposeRequest
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         opts = _sampling(temperature, top_p, seed, best_of, low, high)
         composer = Composer.load(model)
@@ -251,13 +259,12 @@ def continue_command(
 ) -> None:
     """Continue a fragment: its notes unchanged, then the rest of its form (or --bars new bars)
     in its key and meter."""
-    import torch
-
+    from .engine import set_threads
     from .modelfiles import CheckpointError
     from .sample import Composer
     from .tunefiles import read_input
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         opts = _sampling(temperature, top_p, seed, best_of, low, high)
         melody = read_input(input)
@@ -330,6 +337,7 @@ def train_command(
     import json
     import os
 
+    _torch("train")
     from .modelfiles import CheckpointError
     from .train import TrainConfig, TrainError, train
 

@@ -171,9 +171,7 @@ def evaluate(model_dir: str | Path, data_path: str | Path, split: str = "test",
     indices = ds.indices(split)
     composer = None  # the sampler, for generating and for its default style
     if samples or continuations or ds.vocab.to_dict() != loaded.vocab.to_dict():
-        # it runs step by step on the CPU
-        composer = (Composer(loaded, name=Path(model_dir).name) if str(device) == "cpu"
-                    else Composer.load(model_dir))
+        composer = Composer.load(model_dir)  # step by step, on the CPU
     conf = conform(ds, loaded.vocab, indices, composer and composer.default_style)
     seconds["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -4,7 +4,8 @@ Each step draws a duration from the rhythm network, then a pitch from the melody
 that duration. The bar structure is enforced by masking, never by truncation: `rhythm_plan`
 tells, for every number of ticks left, which durations keep the tune completable; END is
 allowed exactly at the end and forced there. Random numbers are drawn up front from one seeded
-torch.Generator, so the same seed and arguments give the same tune.
+numpy Generator, so the same seed and arguments give the same tune, whichever network runs
+the steps (the numpy engine or the torch model).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .encoding import END, N_SPECIAL, REST, Vocab
 from .formfeatures import FormTracker
-from .modelconfig import form_keys
 from .music import Meter
 
 _CHUNK = 64  # steps of uniforms drawn at a time
@@ -127,44 +126,6 @@ def bits(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return (lse - logits[np.arange(len(tokens)), tokens]) / _LN2
 
 
-class StepBatch:
-    """The model's own rhythm_step / melody_step, for models the fused path does not cover."""
-
-    def __init__(self, model, rows: int, labels: np.ndarray):
-        self.model = model
-        self.rows = rows
-        self.state = model.init_state(rows)
-        self.label_rows = np.ascontiguousarray(labels, np.int64)
-        lab = torch.from_numpy(self.label_rows)
-        self.labels = {k: lab[:, i] for i, k in enumerate(model.inputs.label_keys)}
-        self.form_keys = form_keys(model.cfg)
-        self.step: dict = {}
-
-    def select(self, rows: np.ndarray) -> "StepBatch":
-        new = StepBatch(self.model, len(rows), self.label_rows[rows])
-        new.state = self.state.select(torch.from_numpy(np.asarray(rows, np.int64)))
-        return new
-
-    def load_state(self, state) -> None:
-        self.state = state
-
-    def rhythm(self, dur_in, pitch_in, pos_in, pos_out, form=None) -> np.ndarray:
-        t = lambda a: torch.from_numpy(np.asarray(a, np.int64).reshape(-1))  # noqa: E731
-        self.step = {"dur_in": t(dur_in), "pitch_in": t(pitch_in), "pos_in": t(pos_in),
-                     "pos_out": t(pos_out), **self.labels}
-        for i, k in enumerate(self.form_keys):
-            self.step[k] = torch.from_numpy(np.ascontiguousarray(form[:, i], np.int64))
-        logits, self.state = self.model.rhythm_step(self.step, self.state)
-        return logits.float().numpy()
-
-    def melody(self, dur_out, closes=None) -> np.ndarray:
-        if closes is not None:
-            self.step["closes"] = torch.from_numpy(np.asarray(closes, np.int64).reshape(-1))
-        logits, self.state = self.model.melody_step(
-            self.step, torch.from_numpy(np.asarray(dur_out, np.int64).reshape(-1)), self.state)
-        return logits.float().numpy()
-
-
 @dataclass
 class Start:
     """Where generation begins, the same for every row: the current inputs and the ticks left."""
@@ -174,13 +135,14 @@ class Start:
     pos_in: int
     pos_out: int
     remaining: int
-    state: object = None  # a primed ModelState with one row, or None for a fresh start
+    state: object = None  # a primed one-row batch (see Composer._read), or None for a fresh start
 
 
 def sample(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
            pitch_bias: np.ndarray, temperature: float, top_p: float, seed: int,
            tracker: FormTracker | None = None) -> list:
-    """Sample every row of `net` (a FusedBatch or StepBatch) from `begin` to the end of `plan`.
+    """Sample every row of `net` (an engine.EngineBatch or a torchnet.StepBatch) from `begin`
+    to the end of `plan`.
 
     ticks: ticks of each duration token (0 for specials); pitch_bias: additive mask over pitch
     tokens; tracker: the form inputs of a model that reads them (its layout's total is the
@@ -188,15 +150,14 @@ def sample(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     row (duration tokens, pitch tokens, [(rhythm bits, pitch bits)] per note under the model
     itself, END bits).
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = np.random.default_rng(seed)
     loop = _loop_one if net.rows == 1 else _loop_many
-    with torch.inference_mode():
-        inv_t = 1.0 / max(float(temperature), MIN_TEMPERATURE)
-        return loop(net, begin, plan, bar, ticks, pitch_bias, inv_t, float(top_p), gen, tracker)
+    inv_t = 1.0 / max(float(temperature), MIN_TEMPERATURE)
+    return loop(net, begin, plan, bar, ticks, pitch_bias, inv_t, float(top_p), gen, tracker)
 
 
 def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
-              pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: torch.Generator,
+              pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: np.random.Generator,
               tracker: FormTracker | None) -> list:
     """The sampling loop for a single row, on Python ints (the latency-critical case)."""
     ticks, bias = ticks.tolist(), plan.bias
@@ -213,7 +174,7 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     total = 0 if tracker is None else tracker.lay.total
     while True:
         if not u:
-            u = torch.rand(2 * _CHUNK, generator=gen, dtype=torch.float64).tolist()[::-1]
+            u = gen.random(2 * _CHUNK).tolist()[::-1]
         if tracker is not None:
             onset = total - rem
             form = tracker.features_one(onset)
@@ -235,8 +196,9 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     pbits = bits(np.stack(zp), np.array(pits)) if pits else np.zeros(0)
     return [(durs, pits, list(zip(rbits[:-1].tolist(), pbits.tolist())), float(rbits[-1]))]
 
+
 def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
-               pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: torch.Generator,
+               pitch_bias: np.ndarray, inv_t: float, top_p: float, gen: np.random.Generator,
                tracker: FormTracker | None) -> list:
     """The sampling loop for a batch. Rows that reach END draw END until the batch is next
     compacted; compaction (when a sixteenth of the rows are done) keeps the matmuls busy with
@@ -258,7 +220,7 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     while True:
         k = step % _CHUNK
         if k == 0:
-            u = torch.rand((_CHUNK, 2, rows), generator=gen, dtype=torch.float64).numpy()
+            u = gen.random((_CHUNK, 2, rows))
         form = None if tracker is None else tracker.features(total - rem)
         z = net.rhythm(d_in, p_in, pos_in, pos_out, form)
         d = draw(z, bias[rem], inv_t, top_p, u[k, 0, live])

@@ -13,15 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
-from .fastgru import FusedDual, supports
+from .engine import Engine, supports
 from .form import Form, bars_after_pickup
 from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
-from .generate import RhythmPlan, Start, StepBatch, bits, rhythm_plan, sample
+from .generate import RhythmPlan, Start, bits, rhythm_plan, sample
 from .modelchoices import ModelChoices
 from .modelconfig import form_keys, reads_closes
+from .modelfiles import CheckpointError, ModelWeights
 from .music import (KEYS, TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, key_spelling,
                     nearest_shift, normalize_mode, tonic_pitch_class)
 from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
@@ -37,25 +37,25 @@ _MAX_ROWS = 256  # sequences sampled in one batch; more tunes are sampled in sev
 class Composer:
     """A loaded model with everything needed to compose, continue and score tunes."""
 
-    def __init__(self, loaded, name: str = ""):
-        self.model = loaded.model.eval()
+    def __init__(self, loaded, name: str = "", engine: str = "auto"):
+        """`loaded`: a model folder as read (modelfiles.ModelWeights), or a torch model
+        (checkpoint.LoadedModel). engine: "auto" (the numpy engine where it runs the model,
+        else torch), "numpy" or "torch"."""
         self.cfg = loaded.cfg
         self.vocab: Vocab = loaded.vocab
         self.config: dict = loaded.config
         self.name = name
-        on_cpu = all(p.device.type == "cpu" for p in self.model.parameters())
-        self._fused = FusedDual(self.model) if on_cpu and supports(self.model) else None
+        self.net = _network(loaded, engine)
         self._plans: dict[tuple, RhythmPlan] = {}
         self._ticks = np.array([0] * N_SPECIAL + list(self.vocab.durations), np.int64)
-        self.choices = ModelChoices(self.vocab, self.config, self.model.inputs.label_keys)
+        self.choices = ModelChoices(self.vocab, self.config, self.net.label_keys)
         self.forms = self.choices.forms
         self.default_style = self.choices.default_style
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None) -> "Composer":
+    def load(cls, model_dir: str | Path | None = None, engine: str = "auto") -> "Composer":
         """Load a model folder (None: the shipped default model)."""
-        from .modelfiles import CheckpointError, default_model_dir
-        from .checkpoint import load_model
+        from .modelfiles import default_model_dir, read_weights
 
         try:
             directory = Path(model_dir) if model_dir else default_model_dir()
@@ -65,7 +65,7 @@ class Composer:
             hint = "" if model_dir else ("; the default model is not installed -- train one with "
                                          "`composer train` and pass --model DIR")
             raise CheckpointError(f"model directory not found: {directory}{hint}")
-        return cls(load_model(directory), name=directory.name)
+        return cls(read_weights(directory), name=directory.name, engine=engine)
 
     # --- options -----------------------------------------------------------------------------
     def options(self) -> dict:
@@ -285,13 +285,10 @@ class Composer:
         predicting END) in one teacher-forced pass. Returns the rhythm bits of each step, the
         pitch bits of each note among them, the state after them, and the steps themselves."""
         s = self._steps(enc, form, total)
-        batch = {k: torch.from_numpy(v[:steps]).view(1, steps) for k, v in s.items()}
-        batch.update({k: torch.tensor([i]) for k, i in zip(self.model.inputs.label_keys, labels)})
-        with torch.inference_mode():
-            dur_logits, pitch_logits, state = self.model.prime(batch)
+        dur_logits, pitch_logits, state = self.net.read(s, labels, steps)
         notes = min(steps, len(enc.durations))
-        rhythm = bits(dur_logits[0].float().numpy(), s["dur_out"][:steps])
-        pitch = bits(pitch_logits[0].float().numpy()[:notes], s["pitch_out"][:notes])
+        rhythm = bits(dur_logits, s["dur_out"][:steps])
+        pitch = bits(pitch_logits[:notes], s["pitch_out"][:notes])
         return rhythm, pitch, state, s
 
     def _tracker(self, lay: Layout, enc) -> FormTracker | None:
@@ -328,11 +325,8 @@ class Composer:
             tracker = FormTracker(lay, rows, reads_closes(self.cfg))
         else:
             tracker = tracker.select(np.zeros(rows, np.int64))
-        with torch.inference_mode():
-            net = (self._fused.batch(rows, lab) if self._fused is not None
-                   else StepBatch(self.model, rows, lab))
-            if begin.state is not None:
-                net.load_state(begin.state.select(torch.zeros(rows, dtype=torch.long)))
+        net = (self.net.batch(rows, lab) if begin.state is None
+               else begin.state.select(np.zeros(rows, np.int64)))
         return sample(net, begin, plan, meter.bar_ticks, self._ticks, pitch_bias,
                       opts.temperature, opts.top_p, seed, tracker)
 
@@ -361,3 +355,24 @@ def _octave_shift(at_c: list[int | None], enc, vocab: Vocab) -> int:
     moved = Counter(vocab.pitch_value(int(t)) - p for p, t in zip(at_c, enc.pitches)
                     if p is not None and int(t) != REST)
     return moved.most_common(1)[0][0] if moved else 0
+
+
+def _network(loaded, engine: str):
+    """The network the sampler steps: the numpy engine, or the torch model (torchnet)."""
+    if engine not in ("auto", "numpy", "torch"):
+        raise ValueError(f"unknown engine {engine!r}; valid: auto, numpy, torch")
+    problem = supports(loaded.cfg)
+    if isinstance(loaded, ModelWeights) and engine != "torch" and problem is None:
+        return Engine(loaded)
+    if engine == "numpy":
+        raise CheckpointError(problem or "the numpy engine reads a model folder, not a torch model")
+    try:
+        from .torchnet import TorchNet
+    except ImportError:
+        raise CheckpointError(f"{problem}; this model needs torch: pip install "
+                              "'composer[train]'") from None
+    if isinstance(loaded, ModelWeights):
+        from .checkpoint import model_from_weights
+
+        loaded = model_from_weights(loaded)
+    return TorchNet(loaded.model)

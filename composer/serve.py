@@ -18,7 +18,7 @@ class ServeConfig:
     workers: int = 2  # generation threads per process
     queue_limit: int = 16  # requests that may wait, per process, before 503
     processes: int = 1  # server processes sharing the port, each with its own model
-    torch_threads: int = 1  # intra-op threads per process
+    threads: int = 1  # matrix-product threads per process
 
 
 SERVE_ENV = "COMPOSER_SERVE_CONFIG"  # carries a ServeConfig to uvicorn's worker processes
@@ -26,26 +26,25 @@ SERVE_ENV = "COMPOSER_SERVE_CONFIG"  # carries a ServeConfig to uvicorn's worker
 
 def app_from_env():
     """App factory for uvicorn's worker processes (see `serve`): a FastAPI app."""
-    import torch
-
     from .api import create_app
+    from .engine import set_threads
 
     cfg = ServeConfig(**json.loads(os.environ.get(SERVE_ENV, "{}")))
-    torch.set_num_threads(max(1, cfg.torch_threads))
+    set_threads(cfg.threads)
     return create_app(cfg.model_dir, workers=cfg.workers, queue_limit=cfg.queue_limit)
 
 
 def serve(cfg: ServeConfig) -> None:
     """Load the model (a bad one is a one-line error before anything starts) and run uvicorn."""
-    import torch
     import uvicorn
 
     from .api import create_app
+    from .engine import set_threads
     from .sample import Composer
 
     # Sampling runs one small step at a time: more intra-op threads only contend for the cores
     # (measured: 16-bar compose 19 ms with 1 thread, 230 ms with 2 on a busy 2-core machine).
-    torch.set_num_threads(max(1, cfg.torch_threads))
+    set_threads(cfg.threads)
     composer = Composer.load(cfg.model_dir)
     if cfg.processes <= 1:
         app = create_app(cfg.model_dir, cfg.workers, cfg.queue_limit, composer=composer)

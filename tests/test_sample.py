@@ -7,15 +7,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composer.encoding import END, N_SPECIAL, Vocab
 from composer.music import Melody, Meter, MusicError, Note, nearest_shift
 from composer.generate import draw, draw_one, rhythm_plan
-from composer.formfeatures import FORM_KEYS, feature_sizes
-from composer.modelconfig import form_keys, label_keys
 from composer.sample import Composer, ComposeRequest, SamplingOptions
 
 from conftest import make_tune
@@ -180,50 +177,8 @@ def test_surprisal_matches_the_score_of_the_same_tune(composer):
     assert report.bits_per_note == pytest.approx(comp.bits_per_note, abs=1e-3)
 
 
-def test_fused_path_matches_the_model_step_api(composer):
-    model, fused = composer.model, composer._fused
-    assert fused is not None
-    labels = np.array([[0, 1, 1, 0], [2, 0, 0, 1]])
-    net = fused.batch(2, labels)
-    state = model.init_state(2)
-    rng = np.random.default_rng(0)
-    v = composer.vocab
-    keys = form_keys(model.cfg)
-    assert keys == FORM_KEYS  # the default model reads every form input
-    sizes = feature_sizes(v.n_pitches, v.n_durations)
-    with torch.inference_mode():
-        for _ in range(6):
-            d, p = rng.integers(3, v.n_durations, 2), rng.integers(2, v.n_pitches, 2)
-            pi, po = rng.integers(0, 96, 2), rng.integers(0, 96, 2)
-            dn = rng.integers(3, v.n_durations, 2)
-            closes = rng.integers(0, 4, 2)
-            form = np.stack([rng.integers(0, sizes[k], 2) for k in keys], 1)
-            step = {"dur_in": torch.tensor(d), "pitch_in": torch.tensor(p),
-                    "pos_in": torch.tensor(pi), "pos_out": torch.tensor(po),
-                    **{k: torch.tensor(labels[:, i]) for i, k in enumerate(label_keys(model.cfg))},
-                    **{k: torch.tensor(form[:, i]) for i, k in enumerate(keys)},
-                    "closes": torch.tensor(closes)}
-            lr, state = model.rhythm_step(step, state)
-            lm, state = model.melody_step(step, torch.tensor(dn), state)
-            assert np.allclose(net.rhythm(d, p, pi, po, form), lr.numpy(), atol=1e-5)
-            assert np.allclose(net.melody(dn, closes), lm.numpy(), atol=1e-5)
-
-
-def test_fused_single_row_takes_ints_or_arrays(composer):
-    net_a = composer._fused.batch(1, np.array([[1, 1, 0, 0]]))
-    net_b = composer._fused.batch(1, np.array([[1, 1, 0, 0]]))
-    form = np.array([[1, 2, 3, 4, 0, 5, 7, 4, 2, 0, 0, 0]])
-    with torch.inference_mode():
-        for d, p, pos in ((1, 1, 0), (4, 30, 0), (5, 31, 12)):
-            a = net_a.rhythm(d, p, pos, (pos + 12) % 72, form).copy()
-            b = net_b.rhythm(*(np.array([x]) for x in (d, p, pos, (pos + 12) % 72)), form)
-            assert np.array_equal(a, b)
-            assert np.array_equal(net_a.melody(4, 1).copy(), net_b.melody(np.array([4]), np.array([1])))
-
-
 def test_model_step_path_keeps_the_constraints(composer, tiny_model_dir):
-    slow = Composer.load(tiny_model_dir)
-    slow._fused = None  # the model's own rhythm_step / melody_step
+    slow = Composer.load(tiny_model_dir, engine="torch")  # the model's own steps
     comp = slow.compose(ComposeRequest(bars=3, meter="6/8", sampling=SamplingOptions(seed=2)))
     assert comp.melody.total_ticks == 3 * 72 and _crossings_ok(comp.melody)
     fast = composer.compose(ComposeRequest(bars=3, meter="6/8", sampling=SamplingOptions(seed=2)))
@@ -367,16 +322,14 @@ def test_empty_fragment_and_missing_model_are_clear_errors(composer, tmp_path):
         Composer.load(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
 @pytest.mark.parametrize("req", [
     dict(tune_type="reel", form="A2A2B2B2"), dict(tune_type="jig", form="ABAC", pickup=12),
     dict(tune_type="waltz"), dict(bars=5, meter="3/4")])
-def test_sampled_surprisal_equals_score_with_form_inputs(composer, tiny_model_dir, fused, req):
+def test_sampled_surprisal_equals_score_with_form_inputs(tiny_model_dir, engine, req):
     """The form inputs fed note by note while sampling are the ones scoring computes for the
     finished tune: the model gives both the same bits."""
-    c = composer if fused else Composer.load(tiny_model_dir)
-    if not fused:
-        c._fused = None
+    c = Composer.load(tiny_model_dir, engine=engine)
     for best_of, count in ((1, 1), (3, 2)):
         comps = c.compose_many(ComposeRequest(**req, sampling=SamplingOptions(seed=4, best_of=best_of)),
                                count)
