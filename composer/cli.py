@@ -113,6 +113,7 @@ def evaluate_command(
     """Bits/note and accuracy of a model on a dataset split, beside a Markov n-gram baseline."""
     import json
 
+    torch = _torch("evaluate")
     from . import evaluate
     from .modelfiles import CheckpointError, default_model_dir
 
@@ -120,7 +121,6 @@ def evaluate_command(
         raise fail(f"unknown split {split!r}; valid: test, valid, train, all")
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    torch = _torch("evaluate")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
