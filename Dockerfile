@@ -10,13 +10,9 @@ RUN apt-get update \
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-# torch's CPU wheels: 2.13.0+cpu satisfies ==2.13.0 and ranks above PyPI's CUDA build.
-# (A build argument, so it is set while building and not in the image.)
-ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/venv
 
-# The README's install command, in two layers so that torch stays cached when the code changes.
-RUN pip install torch==2.13.0
+# The README's light install: the server runs on the numpy engine, with no torch.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY composer ./composer
