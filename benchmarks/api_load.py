@@ -1,10 +1,10 @@
 """Load test of the web API: a real `composer serve` on loopback, N concurrent clients composing.
 
 usage: python benchmarks/api_load.py [--model DIR] [--requests 400] [--clients 8] [--bars 16]
-                                     [--workers 2] [--processes 1] [--json]
+                                     [--workers 2] [--processes 1] [--engine auto] [--json]
 It starts the server, waits for /api/health, sends a bounded number of 16-bar compose requests
 from concurrent keep-alive clients, then stops the server and prints requests/s, p50, p99,
-errors, and the server's peak resident memory. Targets: >= 50 req/s, p99 <= 250 ms, 0 errors.
+errors, and the server's peak resident memory (summed, and per process). Targets: >= 50 req/s, p99 <= 250 ms, 0 errors.
 """
 
 from __future__ import annotations
@@ -42,17 +42,17 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """Peak resident memory (VmHWM) of the server and its worker processes, summed, in MiB."""
-    total = None
+def peak_rss_mb(pid: int) -> list[float]:
+    """Peak resident memory (VmHWM) of the server and each of its worker processes, in MiB."""
+    out = []
     for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total = (total or 0.0) + int(line.split()[1]) / 1024
+                    out.append(int(line.split()[1]) / 1024)
         except OSError:
             pass
-    return total
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -72,7 +72,7 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "composer", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(args.workers), "--processes", str(args.processes),
-           "--queue", str(max(args.clients * 2, 16))]
+           "--queue", str(max(args.clients * 2, 16)), "--engine", args.engine]
     if args.model:
         cmd += ["--model", args.model]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="server generation threads per process")
     ap.add_argument("--processes", type=int, default=1, help="server processes")
+    ap.add_argument("--engine", default="auto",
+                    help="what runs the model in the server: auto, numpy or torch")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
@@ -162,21 +164,24 @@ def main() -> None:
     ok = len(lat) / wall >= 50 and percentile(lat, 99) <= 0.25 and not errors
     if args.json:
         print(json.dumps({
-            "model": model, "processes": args.processes, "workers": args.workers,
+            "model": model, "engine": args.engine, "processes": args.processes, "workers": args.workers,
             "clients": args.clients, "bars": args.bars, "requests": len(lat),
             "requests_per_s": len(lat) / wall, "p50_ms": 1000 * statistics.median(lat),
             "p99_ms": 1000 * percentile(lat, 99), "max_ms": 1000 * max(lat),
-            "errors": len(errors), "server_cpu_ms_per_request": cpu_ms, "peak_rss_mib": rss,
+            "errors": len(errors), "server_cpu_ms_per_request": cpu_ms, "peak_rss_mib": sum(rss),
+            "peak_rss_mib_largest_process": max(rss, default=None),
             "cores": os.cpu_count(), "load_average": os.getloadavg()[0], "targets_met": ok}))
         return
-    print(f"model: {model}   server: {args.processes} process(es) x {args.workers} threads   "
+    print(f"model: {model}   engine: {args.engine}   "
+          f"server: {args.processes} process(es) x {args.workers} threads   "
           f"clients: {args.clients}   "
           f"bars: {args.bars}   notation: {'svg' if svg else 'none'}")
     print(f"{'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} "
           f"{'server CPU ms/req':>18} {'peak RSS MiB':>13}")
     print(f"{len(lat):>9} {len(lat) / wall:>8.1f} {1000 * statistics.median(lat):>8.1f} "
           f"{1000 * percentile(lat, 99):>8.1f} {1000 * max(lat):>8.1f} {len(errors):>7} "
-          f"{cpu_ms:>18.1f} {rss if rss is None else round(rss, 1)!s:>13}")
+          f"{cpu_ms:>18.1f} {sum(rss):>13.1f}")
+    print(f"peak RSS per process (MiB): {', '.join(f'{x:.0f}' for x in rss)}")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
     if errors:
         print(f"first error: {errors[0]}")

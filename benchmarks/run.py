@@ -60,8 +60,12 @@ def train_rows(r: dict) -> list[tuple[str, str, str]]:
 
 def sample_rows(r: dict) -> list[tuple[str, str, str]]:
     lat, thr = r["latency"], r["throughput"]
-    rows = [(f"compose latency, {r['bars']} bars of {r['meter']}, one tune (p50)",
+    rows = [(f"compose latency, {r['bars']} bars of {r['meter']}, one tune (p50), numpy engine",
              _num(lat["p50_ms"], " ms", 1), "<= 15 ms")]
+    if "latency_naive" in r:
+        rows.append(("the same on the torch path (the torch model's own steps)",
+                     _num(r["latency_naive"]["p50_ms"], " ms", 1)
+                     + f" ({r['latency_naive']['p50_ms'] / lat['p50_ms']:.1f}x the engine's)", ""))
     value = _num(thr["notes_per_s"], " notes/s")
     if "efficiency" in thr:
         value += (f", {100 * thr['efficiency']:.0f}% of the matmul bound "
@@ -74,10 +78,12 @@ def sample_rows(r: dict) -> list[tuple[str, str, str]]:
 
 
 def api_rows(r: dict) -> list[tuple[str, str, str]]:
+    rss = r.get("peak_rss_mib_largest_process")
     return [(f"API: {r['requests']} composes ({r['bars']} bars), {r['clients']} clients, "
-             f"{r['processes']} process x {r['workers']} threads",
+             f"{r['processes']} processes x {r['workers']} threads, {r['engine']} engine",
              f"{r['requests_per_s']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, "
-             f"{r['errors']} errors", ">= 50 req/s, p99 <= 250 ms")]
+             f"{r['errors']} errors" + (f", RSS {rss:.0f} MiB per process" if rss else ""),
+             ">= 60 req/s, p99 <= 250 ms, <= 150 MB" if r["engine"] != "torch" else "")]
 
 
 def markov_rows(r: dict) -> list[tuple[str, str, str]]:
@@ -114,10 +120,11 @@ def benches(quick: bool, cores: int) -> list[Bench]:
         Bench("train", "train_speed.py", ["--arch", "dual", "--steps", "20", "--device", "cpu",
                                           *(["--data", str(FOLK)] if FOLK.is_file() else [])],
               300, train_rows, note="" if FOLK.is_file() else "training on synthetic tunes"),
-        Bench("sample", "sample_speed.py", ["--bars", "32", "--runs", "20", "--count", "64",
-                                            "--skip-naive"], 300, sample_rows),
-        Bench("api", "api_load.py", ["--requests", "200", "--clients", "8", "--bars", "16"], 300,
-              api_rows),
+        Bench("sample", "sample_speed.py", ["--bars", "32", "--runs", "20", "--count", "64"], 300,
+              sample_rows),
+        *(Bench(name, "api_load.py", ["--requests", "300", "--clients", "8", "--bars", "16",
+                                      "--processes", "2", "--engine", engine], 300, api_rows)
+          for name, engine in (("api", "numpy"), ("api-torch", "torch"))),
         Bench("markov", "markov_speed.py", ["--notes", "1000000"], 300, markov_rows),
         Bench("formats", "formats_speed.py", ["--repeat", "100"], 120, formats_rows),
         *([Bench("structure", "structure.py", ["--samples", "40", "--types", "reel,jig,hornpipe",
@@ -161,7 +168,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help=f"cold-ingest {QUICK_CORPUS} instead of the whole default corpus")
     ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help="run only these: ingest train sample api markov formats structure")
+                    help="run only these: ingest train sample api api-torch markov formats structure")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     info = machine()

@@ -118,6 +118,26 @@ def throughput(composer: Composer, bars: int, meter: str, count: int) -> dict:
     return out
 
 
+def agreement(engine: Composer, torch_path: Composer, tunes: int, same_of: int) -> dict:
+    """Both paths on the same seeds (16 bars of 4/4): how many of the first `same_of` tunes are
+    note for note the same, and the mean bits/note (under each path's own model) of `tunes`."""
+    same, bits = 0, {"engine": [], "torch": []}
+    for seed in range(tunes):
+        req = lambda: ComposeRequest(bars=16, meter="4/4", key="D",  # noqa: E731
+                                     sampling=SamplingOptions(seed=seed))
+        a, b = engine.compose(req()), torch_path.compose(req())
+        bits["engine"].append(a.bits_per_note)
+        bits["torch"].append(b.bits_per_note)
+        if seed < same_of:
+            same += [(n.pitch, n.duration) for n in a.melody.notes] == \
+                [(n.pitch, n.duration) for n in b.melody.notes]
+    out = {"same": same, "of": min(same_of, tunes), "tunes": tunes}
+    for k, xs in bits.items():
+        out[f"bits_{k}"] = statistics.mean(xs)
+        out[f"bits_{k}_se"] = statistics.stdev(xs) / len(xs) ** 0.5
+    return out
+
+
 def cli_wall(model_dir: str, bars: int, runs: int = 5) -> dict:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +162,8 @@ def main() -> None:
                     help="torch threads (default 1, as the CLI and the server use)")
     ap.add_argument("--skip-naive", action="store_true", help="skip the eager reference")
     ap.add_argument("--skip-cli", action="store_true", help="skip the command-line wall time")
+    ap.add_argument("--agree", type=int, default=200, metavar="N",
+                    help="tunes composed on both paths for the agreement check (0: skip)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -168,6 +190,8 @@ def main() -> None:
     if not args.skip_naive:
         naive = Composer(loaded)  # the torch model's own rhythm_step / melody_step
         report["latency_naive"] = latency(naive, args.bars, args.meter, max(5, args.runs // 5))
+        if args.agree:
+            report["agreement"] = agreement(composer, naive, args.agree, min(100, args.agree))
     report["throughput"] = throughput(composer, args.bars, args.meter, args.count)
     if not args.skip_cli:
         report["cli"] = cli_wall(model_dir, args.bars)
@@ -185,6 +209,12 @@ def main() -> None:
         nv = report["latency_naive"]
         print(f"  torch   p50 {nv['p50_ms']:7.2f} ms  p90 {nv['p90_ms']:7.2f} ms  "
               f"{nv['notes']:.0f} notes  {nv['us_per_note']:.1f} us/note")
+    if "agreement" in report:
+        ag = report["agreement"]
+        print(f"both paths, same seeds, 16 bars: {ag['same']} of {ag['of']} tunes note for note "
+              f"the same; bits/note of {ag['tunes']} tunes: engine {ag['bits_engine']:.3f} "
+              f"+- {ag['bits_engine_se']:.3f}, torch {ag['bits_torch']:.3f} "
+              f"+- {ag['bits_torch_se']:.3f}")
     print(f"batch of {thr['count']} (target >= 80% of the matmul bound):")
     print(f"  {thr['notes_per_s']:,.0f} notes/s ({thr['notes']} notes in {thr['seconds']:.3f} s; "
           f"tunes of {thr['shortest']} to {thr['longest']} notes)")
@@ -195,7 +225,7 @@ def main() -> None:
         print(f"  the same matmuls as the run, alone: {thr['same_sizes_seconds']:.3f} s "
               f"-> {thr['efficiency_same_sizes']:.0%}")
     if "cli" in report:
-        print(f"composer compose -o x.mid, wall incl. start and load (target <= 2.5 s): "
+        print(f"composer compose -o x.mid, wall incl. start and load (target <= 0.5 s): "
               f"p50 {report['cli']['p50_s']:.2f} s, min {report['cli']['min_s']:.2f} s")
 
 

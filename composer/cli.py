@@ -79,13 +79,16 @@ def serve_command(
                               help="Requests that may wait per process; more get 503."),
     processes: int = typer.Option(SERVE.processes, "--processes", "-p", min=1,
                                   help="Server processes, each with its own copy of the model."),
+    engine: str = typer.Option(SERVE.engine, "--engine", help="What runs the model: auto (the "
+                               "numpy engine where it can), numpy, or torch (needs the train "
+                               "extra)."),
 ) -> None:
     """Run the web API and the playground page (http://HOST:PORT/)."""
     from .modelfiles import CheckpointError
     from .serve import serve
 
     cfg = ServeConfig(host=host, port=port, model_dir=model, workers=workers, queue_limit=queue,
-                      processes=processes)
+                      processes=processes, engine=engine)
     try:
         serve(cfg)
     except (CheckpointError, *USER_ERRORS) as e:

@@ -117,6 +117,8 @@ class Engine:
         tables = input_tables(cfg)
         keys = [k for k, *_ in tables]
         self.labels = [i for i, k in enumerate(keys) if k in self.label_keys]
+        assert self.labels == list(range(len(keys) - len(self.labels), len(keys))), \
+            "the label inputs come last (modelconfig.input_tables)"
         self.form = slice(NOTE_INPUTS, NOTE_INPUTS + len(keys) - NOTE_INPUTS - len(self.labels))
         r_ih, m_ih = w["rhythm.weight_ih_l0"], w["melody.weight_ih_l0"]
         r_parts, m_parts, col = [], [], 0
@@ -180,11 +182,15 @@ class EngineBatch:
         e = engine
         H = e.hidden
         off = e.offsets
-        self.r_idx = np.zeros((rows, e.n_rhythm), np.int64)
-        self.m_idx = np.zeros((rows, len(off)), np.int64)
-        for k, col in enumerate(e.labels):
-            self.r_idx[:, col] = self.m_idx[:, col] = labels[:, k] + off[col]
+        # the labels are the same at every step: their table rows are summed once, here
+        label_rows = labels + off[e.labels][None, :]
+        self.r_base = e.r_table[label_rows].sum(1)
+        self.m_base = e.m_table[label_rows].sum(1)
+        n_step = e.labels[0] if e.labels else e.n_rhythm  # the inputs read at every step
+        self.r_idx = np.zeros((rows, n_step), np.int64)
+        self.m_idx = np.zeros((rows, n_step + len(off) - e.n_rhythm), np.int64)
         self.form_off = off[e.form]
+        self.next_col = n_step
         self.off_next = int(off[e.n_rhythm])
         self.off_closes = int(off[e.n_rhythm + 1]) if len(off) > e.n_rhythm + 1 else 0
         zeros = lambda: [np.zeros((rows, H), np.float32) for _ in range(e.layers)]  # noqa: E731
@@ -216,6 +222,7 @@ class EngineBatch:
         if form is not None:
             r[:, e.form] = m[:, e.form] = form + self.form_off
         gi = e.r_table[r].sum(1)
+        gi += self.r_base
         out = e.rhythm.run(gi, self.h_r, self.gh_r)
         self.m_from_r = out[:, e.m_cols]
         return out[:, e.dur_cols]
@@ -226,10 +233,11 @@ class EngineBatch:
         [rows, n_pitches]."""
         e = self.engine
         m = self.m_idx
-        m[:, e.n_rhythm] = dur_out + self.off_next
+        m[:, self.next_col] = dur_out + self.off_next
         if closes is not None:
-            m[:, e.n_rhythm + 1] = closes + self.off_closes
+            m[:, self.next_col + 1] = closes + self.off_closes
         gi = e.m_table[m].sum(1)
+        gi += self.m_base
         gi += self.m_from_r
         out = e.melody.run(gi, self.h_m, self.gh_m)
         return out[:, e.pitch_cols]

@@ -357,10 +357,14 @@ def _octave_shift(at_c: list[int | None], enc, vocab: Vocab) -> int:
     return moved.most_common(1)[0][0] if moved else 0
 
 
+ENGINES = ("auto", "numpy", "torch")  # what may run a model (see _network)
+
+
 def _network(loaded, engine: str):
     """The network the sampler steps: the numpy engine, or the torch model (torchnet)."""
-    if engine not in ("auto", "numpy", "torch"):
-        raise ValueError(f"unknown engine {engine!r}; valid: auto, numpy, torch")
+    if engine not in ENGINES:
+        raise MusicError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}",
+                         field="engine")
     problem = supports(loaded.cfg)
     if isinstance(loaded, ModelWeights) and engine != "torch" and problem is None:
         return Engine(loaded)
@@ -369,8 +373,8 @@ def _network(loaded, engine: str):
     try:
         from .torchnet import TorchNet
     except ImportError:
-        raise CheckpointError(f"{problem}; this model needs torch: pip install "
-                              "'composer[train]'") from None
+        raise CheckpointError(f"{problem or 'the torch engine was asked for'}; that needs "
+                              "torch: pip install 'composer[train]'") from None
     if isinstance(loaded, ModelWeights):
         from .checkpoint import model_from_weights
 
