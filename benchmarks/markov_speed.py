@@ -39,7 +39,8 @@ def synthetic(notes: int, seed: int = 0) -> Dataset:
     return Dataset(vocab=vocab, durations=d.astype(np.int16), pitches=p.astype(np.int16),
                    positions=z(n), offsets=np.concatenate([[0], np.cumsum(lens)]),
                    start=z(len(lens)), end=z(len(lens)), meter=z(len(lens)), mode=z(len(lens)),
-                   style=z(len(lens)), tonic=np.zeros(len(lens), np.int8),
+                   style=z(len(lens)), type=z(len(lens)), forms=[None] * len(lens),
+                   tonic=np.zeros(len(lens), np.int8),
                    split=split.astype(np.int8))
 
 

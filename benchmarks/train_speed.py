@@ -41,6 +41,7 @@ def synthetic_dataset(tunes: int, seed: int = 0) -> Dataset:
         offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         start=i16(np.zeros(tunes)), end=i16(np.zeros(tunes)), meter=i16(rng.integers(0, 5, tunes)),
         mode=i16(rng.integers(0, 4, tunes)), style=i16(rng.integers(0, 4, tunes)),
+        type=i16(np.zeros(tunes)), forms=[None] * tunes,  # one part over all its bars
         tonic=np.zeros(tunes, np.int8), split=np.zeros(tunes, np.int8))
 
 

@@ -36,3 +36,15 @@ def test_composer_bench_prints_one_table_with_the_machine():
     report = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True,
                                        timeout=240).stdout)
     assert report["machine"]["cores"] >= 1 and report["reports"]["formats"]["rows"]
+
+
+def test_the_benchmarks_on_synthetic_data_run_at_tiny_sizes():
+    """The scripts that build their own data run to the end (not only --help), so a change to
+    the dataset or the model that they miss fails here."""
+    for name, args in (("train_speed.py", ["--arch", "dual", "--steps", "2", "--hidden", "32",
+                                            "--batch-size", "4", "--device", "cpu"]),
+                       ("markov_speed.py", ["--notes", "20000"])):
+        r = subprocess.run([sys.executable, str(BENCHMARKS / name), *args, "--json"],
+                           capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, f"{name}: {r.stderr[-1500:]}"
+        assert json.loads(r.stdout.strip().splitlines()[-1]), name

@@ -35,3 +35,27 @@ def test_train_and_evaluate_without_torch_name_the_extra(tmp_path):
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip() == (f"error: `composer {args[0]}` needs torch: "
                                     "pip install 'composer[train]'")
+
+
+# Runs the command line, then prints which heavy libraries it imported.
+IMPORTED = ("import sys\nfrom composer.cli import main\nsys.argv = ['composer'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('music21', 'torch', 'matplotlib', 'fastapi', 'verovio') "
+            "if m in sys.modules))")
+
+
+def _imported(*args: str) -> list[str]:
+    r = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return eval(r.stdout.strip().splitlines()[-1])
+
+
+def test_writing_midi_abc_json_and_reading_midi_import_no_heavy_library(tmp_path):
+    mid = tmp_path / "t.mid"
+    for out in (mid, tmp_path / "t.abc", tmp_path / "t.json"):
+        assert _imported("compose", "--bars", "4", "--seed", "1", "-o", str(out)) == [], out
+    assert _imported("continue", str(mid), "--bars", "2", "-o", str(tmp_path / "u.mid")) == []
+    assert _imported("score", str(mid)) == []
+    # MusicXML is written by music21, and only then is it imported
+    assert _imported("compose", "--bars", "4", "-o", str(tmp_path / "t.musicxml")) == ["music21"]
