@@ -24,11 +24,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .form import played
 from .formats import FormatError, read_melody, render, to_abc, to_midi_bytes
-from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, key_spelling, tonic_pitch_class)
+from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, tonic_name, tonic_pitch_class)
 from .apischemas import (API_LIMITS, DOCUMENTED, FILE_TYPES, MAX_BODY_BYTES, MAX_SVG_NOTES,
                          MAX_UPLOAD_BYTES, RETRY_AFTER_S, UPLOAD_LIMITS, APIError, ComposeBody,
-                         ContinueForm, Error, FormatQuery, UploadParam, error_response,
-                         resolve_request)
+                         ContinueForm, Error, FormatQuery, NotationWidthQuery, UploadParam,
+                         error_response, resolve_request)
 from .engraving import NotationRenderer
 from .sample import Composer, ComposeRequest, Composition
 
@@ -42,17 +42,18 @@ def _bits(x: float) -> float | None:
 
 def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_note: float,
               renderer: NotationRenderer, new_from: float | None = None,
-              fragment_notes: int = 0) -> dict[str, Any]:
+              fragment_notes: int = 0, width: int | None = None) -> dict[str, Any]:
     """Everything the page needs to show, play and download a tune. The notation (abc, svg) is
-    the written form, with repeat signs; `notes` and `midi` are as played (repeats expanded),
-    rests included (pitch None) so that they line up with `surprisal`, each note flagged when
-    it comes from the first `fragment_notes` written notes. Times are in quarter notes."""
+    the written form, with repeat signs, the svg engraved `width` CSS px wide; `notes` and
+    `midi` are as played (repeats expanded), rests included (pitch None) so that they line up
+    with `surprisal`, each note flagged when it comes from the first `fragment_notes` written
+    notes. Times are in quarter notes."""
     abc = to_abc([melody])
     q = TICKS_PER_QUARTER
     heard, sources = played(melody)
     return {
         "title": melody.title, "meter": str(melody.meter),
-        "key": key_spelling(melody.tonic, melody.mode), "mode": melody.mode,
+        "key": melody.spelled_tonic(), "mode": melody.mode,
         "style": melody.style or None, "type": melody.tune_type or None,
         "form": melody.form.letters() if melody.form is not None else "A",
         "tempo": melody.tempo, "pickup": melody.pickup / q,
@@ -61,19 +62,20 @@ def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_not
                   for n, t, i in zip(heard.notes, heard.onsets(), sources)],
         "abc": abc,
         "midi": base64.b64encode(to_midi_bytes(heard)).decode("ascii"),
-        "svg": renderer.svg(abc, new_from) if len(melody.notes) <= MAX_SVG_NOTES else None,
+        "svg": renderer.svg(abc, new_from, width) if len(melody.notes) <= MAX_SVG_NOTES else None,
         "surprisal": [{"rhythm": _bits(surprisal[i][0]), "pitch": _bits(surprisal[i][1])}
                       for i in sources if i < len(surprisal)],
         "bits_per_note": _bits(bits_per_note),
     }
 
 
-def composition_json(comp: Composition, renderer: NotationRenderer) -> dict[str, Any]:
+def composition_json(comp: Composition, renderer: NotationRenderer,
+                     width: int | None = None) -> dict[str, Any]:
     new_from = None
     if 0 < comp.fragment_notes < len(comp.melody.notes):
         new_from = comp.melody.onsets()[comp.fragment_notes] / TICKS_PER_QUARTER
     out = tune_json(comp.melody, comp.surprisal, comp.bits_per_note, renderer, new_from,
-                    comp.fragment_notes)
+                    comp.fragment_notes, width)
     out.update(seed=comp.seed, fragment_notes=comp.fragment_notes)
     return out
 
@@ -93,6 +95,8 @@ def read_upload_melody(data: bytes, filename: str) -> Melody:
     try:
         return read_melody(data, filename, UPLOAD_LIMITS)
     except FormatError as e:
+        if e.library:  # the reading library's own words go to the log, not to the client
+            log.info("reading upload %r: %s", filename, e.library)
         raise APIError(400, str(e).strip().split("\n")[0] or "not a music file", "file") from None
     except Exception as e:  # a parser library choking on odd bytes is still a bad file
         log.warning("reading upload %r failed", filename, exc_info=True)
@@ -114,7 +118,10 @@ def _override(melody: Melody, req: ComposeRequest, given: dict[str, Any]) -> Mel
         meter = Meter.parse(req.meter)
         changes.update(meter=meter, pickup=melody.pickup % meter.bar_ticks)
     melody = replace(melody, **changes)
-    return melody.to_tonic(tonic_pitch_class(req.key)) if "key" in given else melody
+    if "key" not in given:
+        return melody
+    name = tonic_name(req.key, melody.mode)  # spelled as asked
+    return replace(melody.to_tonic(tonic_pitch_class(name)), tonic_name=name)
 
 
 # --- the app ----------------------------------------------------------------------------------
@@ -306,7 +313,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/api/compose", tags=["music"], responses=DOCUMENTED)
     async def compose(request: Request, body: ComposeBody | None = None,
-                      format: FormatQuery = None) -> Any:
+                      format: FormatQuery = None, notation_width: NotationWidthQuery = None) -> Any:
         """A new tune as JSON (notes, abc, midi, svg, surprisal, bits_per_note, seed), or with
         `?format=mid|abc|musicxml` the file itself."""
         state = request.app.state
@@ -316,13 +323,14 @@ def _add_routes(app: FastAPI) -> None:
             # The response is built here, in the pool, so that encoding stays off the event loop.
             comp = state.composer.compose(req)
             return file_response(comp, format) if format else JSONResponse(
-                composition_json(comp, state.renderer))
+                composition_json(comp, state.renderer, notation_width))
 
         return await run_job(request, run)
 
     @app.post("/api/continue", tags=["music"], responses=DOCUMENTED)
     async def continue_(request: Request, file: UploadParam, form: Annotated[ContinueForm, Form()],
-                        format: FormatQuery = None) -> Any:
+                        format: FormatQuery = None,
+                        notation_width: NotationWidthQuery = None) -> Any:
         """The uploaded fragment and new bars after it; `fragment_notes` counts the leading notes
         that are the user's own. Same JSON as /api/compose, or the file with `?format=`."""
         state = request.app.state
@@ -338,13 +346,14 @@ def _add_routes(app: FastAPI) -> None:
                                                   keep_bars=form.keep_bars, sampling=req.sampling,
                                                   form=form.form, tune_type=req.tune_type)
             return file_response(comp, format) if format else JSONResponse(
-                composition_json(comp, state.renderer))
+                composition_json(comp, state.renderer, notation_width))
 
         return await run_job(request, run, given=set(given))
 
     @app.post("/api/score", tags=["music"],
               responses={code: {"model": Error} for code in (400, 413, 422, 503)})
-    async def score(request: Request, file: UploadParam) -> Any:
+    async def score(request: Request, file: UploadParam,
+                    notation_width: NotationWidthQuery = None) -> Any:
         """How surprising each note of an uploaded tune is to the model, in bits: `surprisal`
         per note (with `note_scores` naming bar and beat), `bits_per_note`, `most_surprising`."""
         state = request.app.state
@@ -356,7 +365,8 @@ def _add_routes(app: FastAPI) -> None:
             report = state.composer.score(melody).to_dict()
             report["note_scores"] = report.pop("notes")
             bits = [(n["rhythm_bits"], n["pitch_bits"]) for n in report["note_scores"]]
-            report.update(tune_json(melody, bits, report["bits_per_note"], state.renderer))
+            report.update(tune_json(melody, bits, report["bits_per_note"], state.renderer,
+                                    width=notation_width))
             return JSONResponse(report)
 
         return await run_job(request, run, given=set())

@@ -9,6 +9,7 @@ from fastapi import File, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .engraving import NotationRenderer
 from .formplan import parse_form
 from .formats import ReadLimits
 from .music import Meter, MusicError, normalize_mode, quarters_to_ticks, tonic_pitch_class
@@ -25,12 +26,13 @@ UPLOAD_LIMITS = ReadLimits(max_file_bytes=MAX_UPLOAD_BYTES, max_tune_chars=16_00
 MAX_SVG_NOTES = 2_000  # engraving more would take seconds; such tunes get "svg": null
 RETRY_AFTER_S = 1
 MAX_SEED = 2**32 - 1
-# What the API accepts: the request bodies' bounds are read from here, and /api/options reports
-# these, not the sampler's (requests.LIMITS). They are stricter by design where one request's
-# work must stay bounded on a shared server (bars, best_of, keep_bars, tempo); a lower bound is
-# exclusive for the fields in EXCLUSIVE_MIN.
+# What the API accepts: the request bodies' and queries' bounds are read from here, and
+# /api/options reports these, not the sampler's (requests.LIMITS). They are stricter by design
+# where one request's work must stay bounded on a shared server (bars, best_of, keep_bars, tempo);
+# a lower bound is exclusive for the fields in EXCLUSIVE_MIN.
 API_LIMITS = {"bars": (1, 64), "temperature": (0, 3), "top_p": (0, 1), "best_of": (1, 16),
-              "tempo": (20, 400), "keep_bars": (1, 64), "seed": (0, MAX_SEED), "pickup": (0, 16)}
+              "tempo": (20, 400), "keep_bars": (1, 64), "seed": (0, MAX_SEED), "pickup": (0, 16),
+              "notation_width": (160, 2400)}
 EXCLUSIVE_MIN = ("temperature", "top_p")
 
 
@@ -43,6 +45,10 @@ FILE_TYPES = {"mid": ("audio/midi", "mid"), "abc": ("text/vnd.abc; charset=utf-8
               "musicxml": ("application/vnd.recordare.musicxml+xml", "musicxml")}
 FormatQuery = Annotated[Literal["mid", "abc", "musicxml"] | None,
                         Query(description="return the file itself instead of JSON")]
+NotationWidthQuery = Annotated[int | None, Query(
+    ge=API_LIMITS["notation_width"][0], le=API_LIMITS["notation_width"][1],
+    description="the width in CSS px the notation is shown at: `svg` is engraved that wide, its "
+                f"systems broken to fit (unset: {NotationRenderer.WIDTH})")]
 UploadParam = Annotated[UploadFile, File(description="a MIDI, ABC or MusicXML file, up to 1 MB")]
 
 

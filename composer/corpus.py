@@ -41,6 +41,7 @@ class IngestOptions:
     min_duration_count: int = 5  # duration vocabulary threshold (lowered for tiny corpora)
     split_percent: tuple[int, int, int] = (90, 5, 5)  # train / valid / test
     split_key_notes: int = 16  # notes of the opening that key the split
+    fill_empty_splits: bool = True  # a small corpus's empty valid or test split gets train tunes
     abc_chunk_tunes: int = 24  # tunes per work unit when a big ABC file is divided
 
 
@@ -163,6 +164,30 @@ def split_of(key: str, percent: tuple[int, int, int] = (90, 5, 5)) -> int:
     return 0 if bucket < percent[0] else (1 if bucket < percent[0] + percent[1] else 2)
 
 
+def fill_empty_splits(split: list[int], keys: list[str]) -> list[str]:
+    """In a small corpus the hash can leave valid or test empty. Move train tunes there (those
+    with the smallest split key, and every copy of it, so the choice is stable), one key per
+    empty split while train keeps one, in place; returns the warnings to show."""
+    warnings = []
+    for target, name in ((1, "valid"), (2, "test")):
+        train_keys = sorted({k for k, s in zip(keys, split) if s == 0})
+        if target in split or len(train_keys) < 2:
+            continue
+        moved = [i for i, k in enumerate(keys) if k == train_keys[0]]
+        for i in moved:
+            split[i] = target
+        warnings.append(f"the {name} split was empty; moved {len(moved)} tune(s) there from train")
+    empty = [name for target, name in ((1, "valid"), (2, "test")) if target not in split]
+    if empty:
+        warnings.append(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} "
+                        "empty: too few distinct tunes to hold any out")
+    elif len(split) < 200:
+        warnings.append(f"only {len(split)} tunes: the valid and test figures rest on "
+                        f"{split.count(1)} and {split.count(2)} of them and will be noisy "
+                        "(a few hundred tunes is a useful minimum)")
+    return warnings
+
+
 def _check(d: dict, meter: Meter, opts: IngestOptions, pitch_span: int) -> str | None:
     """Skip reason of a parsed melody (as a dict of note lists), or None to keep it."""
     if meter.bar_ticks > MAX_BAR_TICKS:
@@ -233,6 +258,9 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
     t0 = time.perf_counter()
     opts = options or IngestOptions()
     out = Path(out)
+    if out.is_dir():
+        raise CorpusError(f"--out {out} is a folder; give the dataset file to write, such as "
+                          f"{out / 'folk.npz'}")
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     workers = max(1, workers or os.cpu_count() or 1)
     files = resolve_sources(list(sources or []), style)
@@ -250,7 +278,9 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
     if not enc_tunes:
         raise CorpusError(f"no tunes kept from {rec.tunes_read} read"
                           + (f" (skipped: {_reasons(rec.skipped)})" if rec.skipped else ""))
-    split = [split_of(split_key(m, opts.split_key_notes), opts.split_percent) for m, _ in metas]
+    keys = [split_key(m, opts.split_key_notes) for m, _ in metas]
+    split = [split_of(k, opts.split_percent) for k in keys]
+    warnings = fill_empty_splits(split, keys) if opts.fill_empty_splits else []
     summary = {
         "tunes_read": rec.tunes_read + len(enc_tunes),
         "tunes_kept": len(enc_tunes),
@@ -266,7 +296,7 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
         "forms": form_stats([TuneShape(m.tune_type, str(m.meter), m.form, m.pickup, m.style)
                              for m, _ in metas]),
         "markers_dropped": dict(rec.markers.most_common()),
-        "out": str(out), "workers": workers,
+        "out": str(out), "workers": workers, "warnings": warnings,
     }
     info = {"encoder_version": ENCODER_VERSION, "sources": list(sources or [])}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
@@ -336,5 +366,6 @@ def format_summary(s: dict) -> str:
         f"tune types: {_reasons(s.get('types', {})) or 'none'}",
         f"form markers dropped: {_reasons(s.get('markers_dropped', {})) or 'none'}",
         f"wrote {s['out']} in {s['seconds']:.1f} s",
+        *(f"warning: {w}" for w in s.get("warnings", [])),
     ]
     return "\n".join(lines)

@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 class NotationRenderer:
     """Engraves ABC to SVG with verovio, keeping one toolkit per worker thread."""
 
-    OPTIONS = {"footer": "none", "header": "none", "adjustPageHeight": True, "pageWidth": 1800,
-               "pageHeight": 60000, "scale": 40, "breaks": "auto", "svgFormatRaw": True}
+    SCALE = 40  # percent: a staff space of 7.2 CSS px, legible on a phone
+    WIDTH = 720  # the width in CSS px to engrave for when none is asked for
+    OPTIONS = {"footer": "none", "header": "none", "adjustPageHeight": True, "pageHeight": 60000,
+               "scale": SCALE, "breaks": "auto", "svgFormatRaw": True}
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -36,13 +38,16 @@ class NotationRenderer:
             self._local.toolkit = tk
         return tk
 
-    def svg(self, abc: str, new_from: float | None = None) -> str | None:
+    def svg(self, abc: str, new_from: float | None = None, width: int | None = None) -> str | None:
         """The notation of the first tune in `abc`, or None if verovio cannot engrave it.
 
+        The SVG is `width` CSS px wide (None: WIDTH), its systems broken to fit, at one scale
+        whatever the width, so that a narrow screen gets more systems, not smaller notes.
         With `new_from` (quarter notes from the start) the notes before it are drawn in the
         fragment colour and the rest in the new-bars colour, as in the page's piano roll."""
         try:
             tk = self._toolkit()
+            tk.setOptions({"pageWidth": round((width or self.WIDTH) * 100 / self.SCALE)})
             if not tk.loadData(abc) or tk.getPageCount() < 1:
                 return None
             svg = tk.renderToSVG(1)

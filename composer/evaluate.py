@@ -14,7 +14,7 @@ from .batches import Batches
 from .checkpoint import LoadedModel, load_model
 from .modelfiles import sha256_file
 from .conform import conform, map_label
-from .dataset import Dataset
+from .dataset import SPLITS, Dataset, DatasetError
 from .distributions import distribution_similarity
 from .encoding import PAD, decode
 from .markov import DEFAULT_ORDER, MarkovModel
@@ -169,6 +169,10 @@ def evaluate(model_dir: str | Path, data_path: str | Path, split: str = "test",
     loaded: LoadedModel = load_model(model_dir, device)
     ds = Dataset.load(data_path)
     indices = ds.indices(split)
+    if not len(indices):
+        counts = ", ".join(f"{name} {len(ds.indices(name))}" for name in SPLITS)
+        raise DatasetError(f"the {split} split of {data_path} is empty ({counts} tunes); "
+                           "choose another --split, or ingest more tunes")
     composer = None  # the sampler, for generating and for its default style
     if samples or continuations or ds.vocab.to_dict() != loaded.vocab.to_dict():
         composer = Composer.load(model_dir)  # step by step, on the CPU

@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` whole or not at all (creating its folder); the file is 0644."""
-    path = Path(path)
+    """Write `data` to `path` whole or not at all (creating its folder); the file is 0644. A
+    symbolic link is written through: its target is replaced and the link stays."""
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -44,8 +44,10 @@ MODE_ALIASES = {
 }
 
 PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-# Tonic names a user may ask for, in the spelling used on output.
-KEYS = ("C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
+# Tonic names offered to a user, sharp and flat; each is written as asked where its key signature
+# in the mode has at most 7 sharps or flats (G# minor, not G# major), see tonic_name.
+KEYS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb",
+        "B", "Cb")
 
 
 class MusicError(ValueError):
@@ -61,15 +63,34 @@ class MusicError(ValueError):
         self.reason = reason
 
 
-def tonic_pitch_class(name: str) -> int:
-    """Pitch class (0..11) of a tonic name such as 'D', 'F#', 'Bb' or 'E-' (music21 flat)."""
+def _letter_and_alter(name: str) -> tuple[str, int]:
+    """('F', 1) for a tonic name such as 'F#', 'f#', 'Gb', 'E-' (music21's flat) or 'F♯'.
+
+    MusicError for anything else; a name that carries a mode too ('Dm', 'F# minor') is told to
+    give the mode apart."""
     m = re.fullmatch(r"\s*([A-Ga-g])([#b\-♯♭]*)\s*", name or "")
     if not m:
+        with_mode = re.fullmatch(r"\s*([A-Ga-g][#b♯♭]?)\s*([A-Za-z]+)\s*", name or "")
+        try:
+            mode = normalize_mode(with_mode.group(2)) if with_mode else None
+        except MusicError:
+            mode = None
+        if mode is not None:
+            tonic = with_mode.group(1)[0].upper() + with_mode.group(1)[1:]
+            raise MusicError(f"key {name!r} names a mode too: give the tonic as the key and the "
+                             f"mode apart (--key {tonic} --mode {mode})", field="key")
         raise MusicError(f"unknown key {name!r}; valid keys: {', '.join(KEYS)}", field="key")
-    pc = PITCH_CLASS[m.group(1).upper()]
-    for ch in m.group(2):
-        pc += 1 if ch in "#♯" else -1
-    return pc % 12
+    return m.group(1).upper(), sum(1 if ch in "#♯" else -1 for ch in m.group(2))
+
+
+def _spelled(letter: str, alter: int) -> str:
+    return letter + ("#" * alter if alter > 0 else "b" * -alter)
+
+
+def tonic_pitch_class(name: str) -> int:
+    """Pitch class (0..11) of a tonic name such as 'D', 'F#', 'Bb' or 'E-' (music21 flat)."""
+    letter, alter = _letter_and_alter(name)
+    return (PITCH_CLASS[letter] + alter) % 12
 
 
 def normalize_mode(name: str) -> str:
@@ -148,6 +169,8 @@ class Melody:
     (bar_ticks - pickup + onset_k) % bar_ticks. `form` is the written form (None: not known,
     one part); the notes are as written, each repeated part once. `tune_type` is the type as the
     source names it (an ABC R: field), '' where it names none; form.normalize_type reads it.
+    `tonic_name` is the tonic as asked for or written ('F#', 'Gb'), None for the usual spelling;
+    every writer spells the key and its notes by `spelled_tonic()`.
     """
 
     notes: list[Note]
@@ -160,6 +183,7 @@ class Melody:
     style: str = ""
     form: Form | None = None
     tune_type: str = ""
+    tonic_name: str | None = None
 
     @property
     def total_ticks(self) -> int:
@@ -203,12 +227,19 @@ class Melody:
         return (self.pickup + self.total_ticks) // self.meter.bar_ticks if self.pickup else (
             self.total_ticks // self.meter.bar_ticks)
 
+    def spelled_tonic(self) -> str:
+        """The tonic's name: as asked for or written where that is a key of this mode, else the
+        usual spelling (key_spelling)."""
+        return key_spelling(self.tonic, self.mode, self.tonic_name)
+
     def key_name(self) -> str:
-        return f"{key_spelling(self.tonic, self.mode)} {self.mode}"
+        return f"{self.spelled_tonic()} {self.mode}"
 
     def transpose(self, semitones: int) -> "Melody":
+        """The melody `semitones` higher; a new tonic takes its usual spelling."""
         notes = [Note(None if n.pitch is None else n.pitch + semitones, n.duration) for n in self.notes]
-        return replace(self, notes=notes, tonic=(self.tonic + semitones) % 12)
+        return replace(self, notes=notes, tonic=(self.tonic + semitones) % 12,
+                       tonic_name=self.tonic_name if semitones % 12 == 0 else None)
 
     def to_tonic(self, tonic: int) -> "Melody":
         """Transpose by the smallest shift (-6..+5 semitones) that puts the tonic on `tonic`."""
@@ -220,29 +251,89 @@ def nearest_shift(from_pc: int, to_pc: int) -> int:
     return (to_pc - from_pc + 6) % 12 - 6
 
 
-# Relative major's pitch class offset for each mode, used to choose flat or sharp spellings.
-_MAJOR_DEGREE = {"major": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "minor": 9,
-                 "locrian": 11}
-_FLAT_MAJORS = {5, 10, 3, 8, 1, 6}  # F Bb Eb Ab Db Gb
+# A key signature counts sharps (> 0) or flats (< 0) on the line of fifths: a natural letter's
+# major key, and how far each mode's signature lies from its tonic's major (D dorian: C major's).
+_LETTER_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
+_MODE_FIFTHS = {"lydian": 1, "major": 0, "mixolydian": -1, "dorian": -2, "minor": -3,
+                "phrygian": -4, "locrian": -5}
+_MAJOR_LIKE = ("major", "lydian", "mixolydian")  # take the sharps where both spellings tie
 _SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 
 
-def relative_major(tonic: int, mode: str) -> int:
-    """Pitch class of the major key that shares this key's signature."""
-    return (tonic - _MAJOR_DEGREE[mode]) % 12
+def key_fifths(name: str, mode: str) -> int:
+    """The key signature of tonic `name` in `mode`: sharps (> 0) or flats (< 0); F# major 6,
+    Eb minor -6, C# mixolydian 6."""
+    letter, alter = _letter_and_alter(name)
+    return _LETTER_FIFTHS[letter] + 7 * alter + _MODE_FIFTHS[mode]
 
 
-def uses_flats(tonic: int, mode: str) -> bool:
-    return relative_major(tonic, mode) in _FLAT_MAJORS
+def signature_tonic(fifths: int, mode: str) -> str:
+    """The tonic name of the `mode` key with `fifths` sharps (> 0) or flats (< 0): 6 in major is
+    F#, -6 in minor Eb, 0 in dorian D."""
+    step = fifths - _MODE_FIFTHS[mode] + 1  # F is 0 on the line of fifths, F# 7, Fb -7
+    return _spelled("FCGDAEB"[step % 7], step // 7)
 
 
-def key_spelling(tonic: int, mode: str) -> str:
-    """Conventional name of a tonic in a mode ('Bb' in F major's family, 'F#' in D's)."""
-    return (_FLAT_NAMES if uses_flats(tonic, mode) else _SHARP_NAMES)[tonic % 12]
+def _count(fifths: int) -> str:
+    """'8 sharps', '1 flat', 'no sharps or flats'."""
+    n = abs(fifths)
+    word = "sharp" if fifths > 0 else "flat"
+    return f"{n} {word}{'s' * (n != 1)}" if n else "no sharps or flats"
+
+
+def _usual_spelling(tonic: int, mode: str) -> str:
+    """The name with the fewest sharps or flats; on a tie (F# or Gb major, D# or Eb minor) the
+    sharps in major-like modes and the flats in the others."""
+    names = [_spelled(letter, alter) for letter in PITCH_CLASS for alter in (-1, 0, 1)
+             if (PITCH_CLASS[letter] + alter) % 12 == tonic % 12]
+    sharps_first = mode in _MAJOR_LIKE
+    return min(names, key=lambda n: (abs(key_fifths(n, mode)),
+                                     (key_fifths(n, mode) < 0) == sharps_first))
+
+
+def tonic_name(name: str, mode: str) -> str:
+    """The tonic `name` as a key in `mode` is written ('f#' -> 'F#', 'E-' -> 'Eb'); MusicError
+    (field 'key') for what is not a tonic name, and for a key of more than 7 sharps or flats,
+    naming the enharmonic key that has fewer (G# major: Ab major)."""
+    letter, alter = _letter_and_alter(name)
+    spelled = _spelled(letter, alter)
+    fifths = key_fifths(spelled, mode)
+    if abs(fifths) > 7:
+        other = _usual_spelling((PITCH_CLASS[letter] + alter) % 12, mode)
+        raise MusicError(f"key {spelled} would need {_count(fifths)} in {mode}; write it as {other} "
+                         f"({other} {mode} has {_count(key_fifths(other, mode))})", field="key")
+    return spelled
+
+
+def key_spelling(tonic: int, mode: str, name: str | None = None) -> str:
+    """The name of a tonic in a mode: `name` (the spelling asked for or written) where it names
+    this pitch class in a key of at most 7 sharps or flats, else the usual spelling, the one
+    with fewer sharps or flats (Bb in F major's family, F# in D's; F# major, Db major, Eb minor)."""
+    if name:
+        try:
+            spelled = tonic_name(name, mode)
+        except MusicError:
+            spelled = None
+        if spelled is not None and tonic_pitch_class(spelled) == tonic % 12:
+            return spelled
+    return _usual_spelling(tonic, mode)
 
 
 def pitch_name(pitch: int, flats: bool = False) -> str:
     """Scientific pitch name such as 'F#4' (MIDI 60 is C4)."""
     names = _FLAT_NAMES if flats else _SHARP_NAMES
     return f"{names[pitch % 12]}{pitch // 12 - 1}"
+
+
+def parse_pitch(text: str | int, what: str = "pitch") -> int:
+    """A MIDI pitch from a number ('67') or a scientific name ('G4', 'F#3', 'Bb2'; C4 is 60)."""
+    s = str(text).strip()
+    if re.fullmatch(r"-?\d+", s):
+        return int(s)
+    m = re.fullmatch(r"([A-Ga-g])([#b♯♭]?)(-?\d)", s)
+    if not m:
+        raise MusicError(f"{what} must be a MIDI number (0..127) or a note name such as G3 or "
+                         f"F#5, not {s!r}", field=what)
+    pc = PITCH_CLASS[m.group(1).upper()] + {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}[m.group(2)]
+    return (int(m.group(3)) + 1) * 12 + pc

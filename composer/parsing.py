@@ -40,9 +40,10 @@ def tune_to_dict(t: "formats.ParsedTune") -> dict:
     mel = None if m is None else {
         "pitches": [n.pitch for n in m.notes], "durations": [n.duration for n in m.notes],
         "meter": str(m.meter), "tonic": m.tonic, "mode": m.mode, "pickup": m.pickup,
-        "tempo": m.tempo, "title": m.title, "type": m.tune_type,
+        "tempo": m.tempo, "title": m.title, "type": m.tune_type, "tonic_name": m.tonic_name,
         "form": m.form.to_dict() if m.form is not None else None}
-    return {"number": t.number, "title": t.title, "error": t.error, "detail": t.detail,
+    return {"number": t.number, "title": t.title, "error": t.error,
+            "detail": "; ".join(x for x in (t.detail, t.library) if x),
             "melody": mel, "dropped": t.dropped, "lines": t.lines}
 
 
@@ -50,7 +51,8 @@ def melody_from_dict(d: dict, style: str) -> Melody:
     notes = [Note(p, dur) for p, dur in zip(d["pitches"], d["durations"])]
     return Melody(notes=notes, meter=Meter.parse(d["meter"]), tonic=int(d["tonic"]), mode=d["mode"],
                   pickup=int(d["pickup"]), tempo=float(d["tempo"]), title=d["title"], style=style,
-                  tune_type=d.get("type", ""), form=Form.from_dict(d.get("form")))
+                  tune_type=d.get("type", ""), form=Form.from_dict(d.get("form")),
+                  tonic_name=d.get("tonic_name"))
 
 
 def parse_units(units: list[tuple[int, str, bytes]]) -> list[tuple[int, list[dict]]]:

@@ -22,8 +22,8 @@ from .generate import RhythmPlan, Start, bits, rhythm_plan, sample
 from .modelchoices import ModelChoices
 from .modelconfig import form_keys, reads_closes
 from .modelfiles import CheckpointError, ModelWeights
-from .music import (KEYS, TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, key_spelling,
-                    nearest_shift, normalize_mode, tonic_pitch_class)
+from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, nearest_shift,
+                    normalize_mode, pitch_name, tonic_name, tonic_pitch_class)
 from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
                        SamplingOptions, ScoreReport)
 
@@ -78,13 +78,21 @@ class Composer:
                              f"{LIMITS['bars'][1]}", field="form")
         return Layout.of(form, meter.bar_ticks, start, total)
 
-    def _pitch_bias(self, low: int, high: int) -> np.ndarray:
-        """Mask over pitch tokens: REST and pitches in low..high (already in the model's key)."""
+    def _pitch_bias(self, low: int, high: int, shift: int) -> np.ndarray:
+        """Mask over pitch tokens: REST and the pitches low..high of the output, which is the
+        model's range (at tonic C) moved by `shift` semitones. At least an octave of the
+        model's range must be left, or the tune would be bars of rests."""
         v = self.vocab
-        lo, hi = max(low, v.pitch_low), min(high, v.pitch_high)
-        if lo > hi:
-            raise MusicError(f"pitch range {low}..{high} (at tonic C) is outside the model's range "
-                             f"{v.pitch_low}..{v.pitch_high}", field="low")
+        lo, hi = max(low - shift, v.pitch_low), min(high - shift, v.pitch_high)
+        if high - low < 12:
+            raise MusicError(f"the range {pitch_name(low)}..{pitch_name(high)} ({low}..{high}) "
+                             "is narrower than an octave; give --low and --high at least 12 "
+                             "semitones apart", field="low")
+        if hi - lo < 12:
+            raise MusicError(f"in this key the model writes {pitch_name(v.pitch_low + shift)}.."
+                             f"{pitch_name(v.pitch_high + shift)} ({v.pitch_low + shift}.."
+                             f"{v.pitch_high + shift}); {pitch_name(low)}..{pitch_name(high)} "
+                             "leaves less than an octave of it", field="low")
         bias = np.full(v.n_pitches, -np.inf, np.float32)
         bias[REST] = 0.0
         bias[v.pitch_token(lo):v.pitch_token(hi) + 1] = 0.0
@@ -134,9 +142,7 @@ class Composer:
         except MusicError:
             mode = str(req.mode)
         mode = self.choices.label("mode", mode)
-        key = next((k for k in KEYS if k.lower() == str(req.key).strip().lower()), None)
-        if key is None:
-            raise MusicError(f"unknown key {req.key!r}; valid keys: {', '.join(KEYS)}", field="key")
+        key = tonic_name(str(req.key), mode)  # as asked: F# stays F#, Gb stays Gb
         usual = self.forms.usual(given_type) if given_type else {}
         style = self.choices.style(req.style or (self.choices.type_style(given_type) if given_type else None))
         pickup = req.pickup if req.pickup is not None else (
@@ -161,7 +167,7 @@ class Composer:
         seed = _seed(opts.seed)
         begin = Start(BOS, BOS, start, start, total)
         labels = self.choices.ids(meter, mode, style, tune_type)
-        pitch_bias = self._pitch_bias(opts.low - shift, opts.high - shift)
+        pitch_bias = self._pitch_bias(opts.low, opts.high, shift)
         # at most _MAX_ROWS rows at a time; later batches get seeds derived from the seed
         per_batch = max(1, _MAX_ROWS // opts.best_of)
         rows = []
@@ -178,7 +184,7 @@ class Composer:
             title = f"{name} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
             mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=pickup,
                          tempo=float(req.tempo), title=title, style=style, form=form,
-                         tune_type=tune_type)
+                         tune_type=tune_type, tonic_name=key)
             out.append(Composition(mel, surprisal, _per_note(surprisal, end_bits), seed))
         return out
 
@@ -233,7 +239,7 @@ class Composer:
         begin = Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]),
                       enc.end_position, remaining, state)
         tracker = self._tracker(lay, enc)
-        rows = self._sample(begin, plan, meter, labels, self._pitch_bias(low - shift, high - shift),
+        rows = self._sample(begin, plan, meter, labels, self._pitch_bias(low, high, shift),
                             opts, opts.best_of, seed, lay, tracker)
         durs, pits, surprisal, end_bits = _best(rows, 1, opts.best_of)[0]
         new = self._notes(durs, pits, shift)
@@ -267,7 +273,7 @@ class Composer:
                                    note.pitch, note.duration, float(rhythm[i]), float(pitch[i])))
         total_bits = float(rhythm.sum() + pitch.sum())
         top = sorted(notes, key=lambda x: -x.bits)[:5]
-        return ScoreReport(melody.title, f"{key_spelling(melody.tonic, melody.mode)} {melody.mode}",
+        return ScoreReport(melody.title, melody.key_name(),
                            str(meter), style, notes, float(rhythm[n]), total_bits,
                            total_bits / (n + 1), top)
 

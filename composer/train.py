@@ -52,6 +52,7 @@ class TrainConfig:
     lr_decay: float = 0.5  # LR factor each time validation stalls for lr_patience epochs
     lr_patience: int = 1
     patience: int = 4  # early stop after this many epochs without a better validation loss
+    min_lr_scale: float = 1e-3  # stop once the plateau decays bring the LR this far below its peak
     min_delta: float = 1e-3  # bits/note that count as an improvement
     window: int = 512  # longest training sequence in steps; longer tunes are cut into windows
     seed: int = 0
@@ -105,6 +106,8 @@ def _evaluate(model, data: Batches, cfg: TrainConfig, device, amp) -> list[float
 def _resolve(cfg: TrainConfig, data_sha: str) -> tuple[TrainConfig, dict | None]:
     """On --resume, the run-defining options come from the checkpoint."""
     state_path = Path(cfg.out) / RESUME_DIR / "state.json"
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise TrainError(f"--out {cfg.out} is a file; give the folder to write the model to")
     if not cfg.resume:
         if state_path.exists():
             raise TrainError(f"{cfg.out} already holds a training run; pass --resume to continue "
@@ -354,11 +357,16 @@ def _end_epoch(run: _Run, st: TrainState) -> str | None:
                      "".join(json.dumps(h) + "\n" for h in st.history).encode())
         plot_curves(st.history, run.out / "training.png")
         run.save_resume(st)
-    run.say(f"epoch {rec['epoch']}/{cfg.epochs}: train {rec['train_total']:.3f} valid "
-            f"{rec['valid_total']:.3f} bits/note (rhythm {rec['valid_rhythm']:.3f}, pitch "
-            f"{rec['valid_pitch']:.3f}), {rec['notes_per_s']:,.0f} notes/s, {seconds:.0f} s"
-            + (" *" if improved else ""))
-    return "early stop" if st.bad >= cfg.patience else None
+    figures = (f"valid {rec['valid_total']:.3f} bits/note (rhythm {rec['valid_rhythm']:.3f}, "
+               f"pitch {rec['valid_pitch']:.3f})" if len(run.valid_set) else
+               "bits/note (no valid split: the model is chosen on training loss)")
+    run.say(f"epoch {rec['epoch']}/{cfg.epochs}: train {rec['train_total']:.3f} {figures}, "
+            f"{rec['notes_per_s']:,.0f} notes/s, {seconds:.0f} s" + (" *" if improved else ""))
+    if st.bad >= cfg.patience:
+        return "early stop"
+    if st.lr_scale < cfg.min_lr_scale:
+        return "learning rate bottomed out"
+    return None
 
 
 def _finish(run: _Run, st: TrainState, stopped: str) -> dict:

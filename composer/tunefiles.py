@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .formats import read_melody, save, to_abc
+from .formats import output_targets, read_melody, save, to_abc
 from .music import Melody, MusicError
 from .requests import Composition
 
@@ -17,6 +17,12 @@ def read_input(path: str | Path) -> Melody:
     if p.is_dir():
         raise MusicError(f"{path} is a folder, not a music file")
     return read_melody(p.read_bytes(), p.name)
+
+
+def check_output(out: str, count: int) -> None:
+    """Refuse, before any work, an output the tunes could not be written to ('-' is stdout)."""
+    if out != "-":
+        output_targets(out, count)
 
 
 def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | None]:

@@ -149,3 +149,31 @@ def merge_rests(notes) -> list[tuple[int | None, int]]:
         else:
             out.append((n.pitch, n.duration))
     return out
+
+
+def cli_ok(args: list) -> object:
+    """Run the command line in process; it must exit 0. Returns typer's Result."""
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def cli_fails(args: list, needle: str) -> str:
+    """Run the command line in process: exit code 2, one line on stderr starting with
+    'error:' and holding `needle`, no traceback. Returns that line."""
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)
+    err = result.stderr.strip()
+    assert "\n" not in err and err.startswith("error:") and "Traceback" not in result.output, err
+    assert needle.lower() in err.lower(), err
+    return err
+

@@ -87,8 +87,13 @@ def test_options_lists_choices_limits_and_defaults(options):
 
 
 def test_the_request_schema_has_the_limits_that_options_advertise(client, options):
-    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    openapi = client.get("/openapi.json").json()
+    schema = openapi["components"]["schemas"]
     fields = {**schema["ComposeBody"]["properties"], **schema["ContinueForm"]["properties"]}
+    for path in ("/api/compose", "/api/continue", "/api/score"):
+        query = {p["name"]: p["schema"] for p in openapi["paths"][path]["post"]["parameters"]}
+        assert "notation_width" in query, path
+        fields.update(query)
     for name, lim in options["limits"].items():
         spec = next(s for s in fields[name].get("anyOf", [fields[name]]) if s.get("type") != "null")
         low = spec.get("minimum", spec.get("exclusiveMinimum"))
@@ -137,6 +142,27 @@ def test_compose_returns_notes_abc_midi_svg_and_surprisal(client, options):
     midi = read_melody(base64.b64decode(tune["midi"]), "tune.mid")
     assert pitches(midi.notes) == [n["pitch"] for n in notes if n["pitch"] is not None]
     assert tune["key"] == "G" and tune["meter"] == options["meters"][0]
+
+
+def test_the_notation_is_engraved_for_the_width_it_is_shown_at(client, options):
+    import re
+
+    def engraved(endpoint, width, **kw):
+        r = client.post(f"/api/{endpoint}?notation_width={width}", **kw)
+        assert r.status_code == 200, r.text
+        svg = r.json()["svg"]
+        return int(re.match(r'<svg width="(\d+)px"', svg).group(1)), svg.count('class="system"')
+
+    body = {"json": compose_body(options, bars=8)}
+    (phone, phone_systems), (desk, desk_systems) = (engraved("compose", w, **body) for w in (320, 900))
+    assert (phone, desk) == (320, 900) and phone_systems > desk_systems >= 1
+    frag = {"files": upload(to_midi_bytes(jig_fragment()), "f.mid")}
+    assert engraved("score", 300, **frag)[0] == 300
+    assert engraved("continue", 300, data={"bars": 2, "seed": 1}, **frag)[0] == 300
+    lo, hi = options["limits"]["notation_width"].values()
+    for bad in (lo - 1, hi + 1, "wide"):
+        assert_error(client.post(f"/api/compose?notation_width={bad}", json=body["json"]), 422,
+                     "notation_width")
 
 
 def test_compose_is_reproducible_with_a_seed(client, options):

@@ -86,7 +86,7 @@ def test_compose_play_continue_download(server, browser, tmp_path):
     # Compose: notation, piano roll, bits/note.
     page.fill("#bars", "4")
     page.select_option("#meter", "6/8")
-    with page.expect_response("**/api/compose") as resp:
+    with page.expect_response("**/api/compose?*") as resp:
         page.click("#go")
     tune = resp.value.json()
     assert tune["svg"].lstrip().startswith("<svg")
@@ -107,7 +107,7 @@ def test_compose_play_continue_download(server, browser, tmp_path):
     page.set_input_files("#file", files=[{"name": "fragment.mid", "mimeType": "audio/midi",
                                           "buffer": fragment_midi()}])
     page.fill("#new-bars", "2")
-    with page.expect_response("**/api/continue") as resp:
+    with page.expect_response("**/api/continue?*") as resp:
         page.click("#go")
     cont = resp.value.json()
     assert resp.value.status == 200, cont
@@ -155,13 +155,13 @@ def test_pasted_abc_can_be_scored_and_continued(server, browser):
     page.wait_for_function("document.querySelector('#meter').options.length > 0")
     page.click("#tab-continue")
     page.fill("#abc-text", "X:1\nT:Pasted\nM:6/8\nL:1/8\nK:D\nA|dfa agf|e2d cBA|\n")
-    with page.expect_response("**/api/score") as resp:
+    with page.expect_response("**/api/score?*") as resp:
         page.click("#score")
     assert resp.value.status == 200
     page.wait_for_function("document.querySelector('#title').textContent === 'Pasted'")
     assert "bits/note" in page.text_content("#bits")
     page.fill("#new-bars", "1")
-    with page.expect_response("**/api/continue") as resp:
+    with page.expect_response("**/api/continue?*") as resp:
         page.click("#go")
     cont = resp.value.json()
     assert resp.value.status == 200 and cont["fragment_notes"] == 12
@@ -228,7 +228,7 @@ def test_a_type_and_form_give_repeats_in_the_notation_and_the_player(server, bro
     assert page.input_value("#meter") == "6/8"  # the type's usual meter
     assert page.is_disabled("#bars")  # the form sets the bars
     page.fill("#form-spec", "A2A2B2B2")
-    with page.expect_response("**/api/compose") as resp:
+    with page.expect_response("**/api/compose?*") as resp:
         page.click("#go")
     tune = resp.value.json()
     assert resp.value.status == 200, tune
@@ -243,10 +243,157 @@ def test_a_type_and_form_give_repeats_in_the_notation_and_the_player(server, bro
     page.click("#play")
 
     page.fill("#form-spec", "A0B")
-    with page.expect_response("**/api/compose") as resp:
+    with page.expect_response("**/api/compose?*") as resp:
         page.click("#go")
     assert resp.value.status == 422
     page.wait_for_function("!document.querySelector('#error').hidden")
     assert page.get_attribute("#form-spec", "aria-invalid") == "true"
     assert [e for e in errors if "422" not in e] == []
+    page.close()
+
+
+# Where the notation's drawn parts lie on the screen, in CSS px: the page's SVG is drawn once more,
+# inline and unseen, to measure its elements, then mapped onto the <img> as shown. `space` is the
+# distance between two staff lines as shown.
+MEASURE_NOTATION = """() => {
+  const img = document.querySelector('#notation'), frame = img.parentElement;
+  const shown = img.getBoundingClientRect(), cs = getComputedStyle(frame);
+  const fr = frame.getBoundingClientRect();
+  const probe = document.createElement('div');
+  probe.style.cssText = 'position:absolute;left:0;top:0;visibility:hidden';
+  probe.innerHTML = state.tune.svg;
+  document.body.append(probe);
+  const svg = probe.querySelector('svg'), r = svg.getBoundingClientRect();
+  const k = shown.width / r.width;
+  let left = Infinity, right = -Infinity;
+  for (const el of svg.querySelectorAll('path, use, text, rect, polygon, polyline, ellipse')) {
+    const b = el.getBoundingClientRect();
+    if (b.width || b.height) { left = Math.min(left, b.left - r.left); right = Math.max(right, b.right - r.left); }
+  }
+  const lines = [...svg.querySelector('g.staff').querySelectorAll(':scope > path')]
+    .map((p) => p.getBoundingClientRect().top);
+  probe.remove();
+  return { left: shown.left + left * k, right: shown.left + right * k,
+           frameLeft: fr.left + parseFloat(cs.borderLeftWidth) + parseFloat(cs.paddingLeft),
+           frameRight: fr.right - parseFloat(cs.borderRightWidth) - parseFloat(cs.paddingRight),
+           space: (lines[1] - lines[0]) * k, engraved: r.width, shownWidth: shown.width,
+           scroll: frame.scrollWidth - frame.clientWidth, page: document.documentElement.scrollWidth };
+}"""
+
+
+def assert_notation_fits(page, width: int) -> dict:
+    m = page.evaluate(MEASURE_NOTATION)
+    # Every drawn part lies inside the notation frame, and the frame inside the screen.
+    assert m["frameLeft"] - 0.5 <= m["left"] and m["right"] <= m["frameRight"] + 0.5, m
+    assert m["frameLeft"] >= 0 and m["frameRight"] <= width and m["page"] <= width, m
+    assert m["scroll"] <= 0, m  # nothing to scroll to in the frame either
+    # Legible: engraved for the width it is shown at, not shrunk to fit (a 720-px engraving
+    # squeezed onto a phone has about 3 px between staff lines).
+    assert abs(m["shownWidth"] - m["engraved"]) <= 0.1 * m["engraved"], m
+    assert m["space"] >= 6, m
+    return m
+
+
+@pytest.mark.parametrize("first,then", [(390, 1280), (1280, 390)])
+def test_the_notation_fits_the_screen_and_is_engraved_again_for_a_new_width(
+        server, browser, first, then):
+    page = browser.new_page(viewport={"width": first, "height": 844})
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#type').options.length > 1")
+    page.select_option("#type", "jig")  # two parts with repeats: several lines of music
+    page.fill("#seed", "3")
+    with page.expect_response("**/api/compose?*") as resp:
+        page.click("#go")
+    assert resp.value.status == 200 and "notation_width=" in resp.value.url
+    page.wait_for_function("document.querySelector('#notation').naturalWidth > 0")
+    assert_notation_fits(page, first)
+
+    # A new width (a phone turned, a window resized): the same tune, engraved for it.
+    before = page.evaluate("({src: notation.src, abc: state.tune.abc})")
+    with page.expect_response(lambda r: "notation_width=" in r.url, timeout=10000) as resp:
+        page.set_viewport_size({"width": then, "height": 844})
+    assert resp.value.json()["abc"] == before["abc"]
+    page.wait_for_function("s => notation.src !== s && notation.complete && notation.naturalWidth > 0",
+                           arg=before["src"])
+    assert page.evaluate("state.tune.abc") == before["abc"]
+    assert_notation_fits(page, then)
+    assert errors == [], errors
+    page.close()
+
+
+def test_a_short_note_rises_then_falls_to_silence(server, browser):
+    page = browser.new_page()
+    # Record every value the page schedules on an AudioParam, per param, in call order.
+    page.add_init_script("""(() => {
+      const seen = new WeakMap(); window.scheduled = [];
+      for (const m of ['setValueAtTime', 'linearRampToValueAtTime', 'exponentialRampToValueAtTime']) {
+        const orig = AudioParam.prototype[m];
+        AudioParam.prototype[m] = function (v, t) {
+          if (!seen.has(this)) { seen.set(this, scheduled.length); scheduled.push([]); }
+          scheduled[seen.get(this)].push([v, t]);
+          return orig.call(this, v, t);
+        };
+      }
+    })()""")
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#meter').options.length > 0")
+    page.select_option("#meter", "6/8")
+    page.fill("#bars", "4")
+    page.fill("#tempo", "400")  # an eighth lasts 0.075 s, a quarter 0.15 s
+    page.fill("#seed", "1")
+    with page.expect_response("**/api/compose?*"):
+        page.click("#go")
+    page.click("#play")
+    page.wait_for_function("scheduled.length > 0")
+    page.click("#play")
+    envelopes = page.evaluate("scheduled")
+    sounding = [n for n in page.evaluate("state.tune.notes") if n["pitch"] is not None]
+    assert len(envelopes) == len(sounding)
+    shortest = min(env[-1][1] - env[0][1] for env in envelopes)
+    assert shortest < 0.13, shortest  # shorter than a sixteenth at 120 bpm
+    for env in envelopes:
+        times = [t for _, t in env]
+        values = [v for v, _ in env]
+        assert times == sorted(times), env  # scheduled in time order: no event undoes another
+        top = values.index(max(values))
+        assert values[0] == 0 and values[top] == 1, env
+        assert all(a <= b for a, b in zip(values[:top], values[1:top + 1])), env  # only up
+        assert all(a >= b for a, b in zip(values[top:], values[top + 1:])), env  # then only down
+        assert values[-1] <= 0.001, env  # silent when the note ends
+    assert errors == [], errors
+    page.close()
+
+
+def test_the_note_label_names_its_length_and_the_state_is_declared(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = watch_console(page)
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#meter').options.length > 0")
+    declared = page.evaluate("Object.keys(state)")
+    assert "fragmentAll" in declared
+    page.select_option("#meter", "6/8")
+    page.fill("#bars", "4")
+    page.fill("#seed", "2")
+    with page.expect_response("**/api/compose?*"):
+        page.click("#go")
+    page.wait_for_function("state.layout && state.layout.rects.length > 0")
+    notes = page.evaluate("state.tune.notes")
+    i = next(k for k, n in enumerate(notes) if n["pitch"] is not None and n["duration"] == 0.5)
+    r = page.evaluate(f"state.layout.rects[{i}]")
+    box = page.locator("#roll").bounding_box()
+    page.mouse.move(box["x"] + r["x"] + r["w"] / 2, box["y"] + r["y"] + r["h"] / 2)
+    label = page.text_content("#hover")
+    assert f"note {i + 1} " in label and "eighth note" in label and "beat" not in label, label
+
+    # A scored tune marks every note as the user's; no part of the page adds state undeclared.
+    page.click("#tab-continue")
+    page.fill("#abc-text", "X:1\nT:Pasted\nM:6/8\nL:1/8\nK:D\nA|dfa agf|e2d cBA|\n")
+    with page.expect_response("**/api/score?*"):
+        page.click("#score")
+    page.wait_for_function("document.querySelector('#title').textContent === 'Pasted'")
+    assert page.evaluate("state.fragmentAll") is True
+    assert page.evaluate("Object.keys(state)") == declared
+    assert errors == [], errors
     page.close()

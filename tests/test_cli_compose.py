@@ -16,30 +16,12 @@ from typer.testing import CliRunner
 from composer.cli import app
 from composer.formats import find_soundfont, read_melody, read_tunes
 from composer.sample import Composer, ComposeRequest, SamplingOptions
-from conftest import band_midi, merge_rests
-
-runner = CliRunner()
+from conftest import band_midi, cli_fails as _fails, cli_ok as _ok, merge_rests
 
 
 @pytest.fixture(scope="module")
 def composer(tiny_model_dir) -> Composer:
     return Composer.load(tiny_model_dir)
-
-
-def _ok(args: list[str]):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def _fails(args: list[str], needle: str) -> None:
-    """Exit code 2, one line on stderr starting with 'error:', no traceback."""
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert isinstance(result.exception, SystemExit)
-    err = result.stderr.strip()
-    assert "\n" not in err and err.startswith("error:") and "Traceback" not in result.output, err
-    assert needle.lower() in err.lower(), err
 
 
 def _midi_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
@@ -151,6 +133,30 @@ def test_continue_a_multitrack_midi_keeps_its_melody(tiny_model_dir, tmp_path):
     assert (m.start_position + m.total_ticks) % bar == 0
 
 
+@pytest.mark.parametrize("key,mode,k_line", [("F#", "major", "K:F#"), ("C#", "major", "K:C#"),
+                                             ("Gb", "major", "K:Gb"), ("Eb", "minor", "K:Ebm"),
+                                             ("G#", "minor", "K:G#m"), ("A#", "minor", "K:A#m")])
+def test_compose_writes_the_key_as_asked(tiny_model_dir, tmp_path, key, mode, k_line):
+    args = ["compose", "--model", tiny_model_dir, "--bars", 2, "--key", key, "--mode", mode,
+            "--seed", 1]
+    abc = _ok([*args, "-o", "-"]).stdout
+    assert f"\n{k_line}\n" in abc and f" in {key} {mode}\n" in abc  # the title
+    _ok([*args, "-o", tmp_path / "t.json"])
+    assert json.loads((tmp_path / "t.json").read_text())["key"] == key
+
+
+@pytest.mark.parametrize("k_line", ["K:F#", "K:C#", "K:D#m", "K:Cb", "K:Gb"])
+def test_continue_keeps_the_fragments_own_key(tiny_model_dir, tmp_path, k_line):
+    music = "CDEF GABc | BAGF EDC2 |"
+    (tmp_path / "frag.abc").write_text(f"X:1\nT:Frag\nM:4/4\nL:1/8\n{k_line}\n{music}\n")
+    out = tmp_path / "more.abc"
+    _ok(["continue", tmp_path / "frag.abc", "--model", tiny_model_dir, "--bars", 1, "--seed", 1,
+         "-o", out])
+    head, _, body = out.read_text().partition(f"\n{k_line}\n")
+    # the user's letters, unchanged (beamed by the beat)
+    assert body.replace(" ", "").startswith(music.replace(" ", "")), out.read_text()
+
+
 def test_continue_keep_bars(tiny_model_dir, tmp_path):
     src = tmp_path / "band.mid"
     _band_midi(src)
@@ -203,8 +209,12 @@ def bad_files(tmp_path_factory) -> Path:
     (["compose", "--bars", "257"], "1..256"),
     (["compose", "--temperature", "0"], "temperature"),
     (["compose", "--temperature", "-0.5"], "temperature"),
-    (["compose", "--top-p", "1.5"], "top_p"),
+    (["compose", "--top-p", "1.5"], "--top-p must be"),
     (["compose", "--low", "80", "--high", "60"], "low pitch 80 is above high pitch 60"),
+    (["compose", "--low", "30", "--high", "40"], "F#1..E2 (30..40) is narrower than an octave"),
+    (["compose", "--low", "70", "--high", "70"], "narrower than an octave"),
+    (["compose", "--low", "100", "--high", "127"], "leaves less than an octave of it"),
+    (["compose", "--low", "H3"], "or a note name such as G3"),
     (["compose", "--count", "0"], "count"),
     (["compose", "--form", "A0B"], "part A has 0 bars"),
     (["compose", "--form", "XYZ!"], "letters with optional bar counts"),
@@ -213,16 +223,19 @@ def bad_files(tmp_path_factory) -> Path:
     (["compose", "--meter", "3/4", "--pickup", "3"], "shorter than a bar of 3/4"),
     (["compose", "--form", "AABB", "--bars", "8"], "bars or a form"),
     (["continue", "{bad}/tune.abc", "--form", "A1"], "more than the 1 of the form"),
+    (["compose", "--key", "Dm"], "--key D --mode minor"),
+    (["compose", "--key", "F#m"], "--key F# --mode minor"),
+    (["compose", "--key", "G#", "--mode", "major"], "write it as Ab"),
     (["compose", "-o", "tune.txt"], "unknown output type"),
     (["compose", "-o", "no/such/folder/tune.mid"], "does not exist"),
     (["continue", "missing.mid"], "not found"),
     (["continue", "{bad}/empty.abc"], "empty"),
-    (["continue", "{bad}/garbage.mid"], "garbage.mid"),
+    (["continue", "{bad}/garbage.mid"], "garbage.mid: not a MIDI file"),
     (["continue", "{bad}/silent.abc"], "silent.abc"),
     (["continue", "{bad}/drums.mid"], "drums only"),
     (["continue", "{bad}/folder.mid"], "folder"),
     (["continue", "{bad}/tune.abc", "--bars", "0"], "1..256"),
-    (["continue", "{bad}/tune.abc", "--keep-bars", "0"], "keep_bars"),
+    (["continue", "{bad}/tune.abc", "--keep-bars", "0"], "--keep-bars must be"),
     (["score", "{bad}/drums.mid"], "drums only"),
     (["score", "missing.abc"], "not found"),
 ])
@@ -292,3 +305,24 @@ def test_endings_give_first_and_second_endings(tiny_model_dir, tmp_path):
     assert text.count("[1") == 2 and text.count("[2") == 2
     form = read_tunes(out)[0].melody.form
     assert [(p.bars, p.ending, p.second) for p in form.parts] == [(4, 1, 1), (4, 1, 1)]
+
+
+def test_pitch_range_takes_note_names(tiny_model_dir, tmp_path):
+    out = tmp_path / "t.json"
+    _ok(["compose", "--model", tiny_model_dir, "--bars", 4, "--seed", 2, "--low", "G3", "--high",
+         "Bb4", "-o", out])
+    pitches = [n["pitch"] for n in json.loads(out.read_text())["notes"] if n["pitch"] is not None]
+    assert pitches and 55 <= min(pitches) and max(pitches) <= 70
+
+
+def test_verbose_adds_the_reading_library_message(tiny_model_dir, tmp_path):
+    cut = tmp_path / "cut.mid"  # a header, then a track that claims 256 bytes and holds 3
+    cut.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x01\x00\x00\x90\x3c")
+    plain = _fails(["score", cut, "--model", tiny_model_dir],
+                   "cut.mid: not a readable MIDI file (damaged or truncated)")
+    assert "MiniMidi" not in plain and "Error" not in plain
+    result = CliRunner().invoke(app, ["score", str(cut), "--model", tiny_model_dir, "-v"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == plain and lines[1].startswith("detail: ") and len(lines) == 2
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import shutil
 
 import mido
@@ -68,7 +69,7 @@ def test_multi_tune_abc_keeps_good_tunes_when_one_is_broken():
     tunes = read_tunes("book.abc", text.encode())
     assert [t.number for t in tunes] == [1, 2, 3, 4, 5]
     assert [t.error for t in tunes] == [None, "parse error", None, "meter change", "no meter"]
-    assert tunes[1].title == "Broken" and tunes[1].detail
+    assert tunes[1].title == "Broken" and tunes[1].library and not tunes[1].detail
     assert [n.duration for n in tunes[0].melody.notes] == [12, 12, 12, 12, 24, 24]
     assert str(tunes[2].melody.meter) == "3/4" and tunes[2].melody.tonic == 4
 
@@ -241,8 +242,9 @@ def test_abc_round_trip_through_music21(m):
     assert back.error is None, back.detail
     r = back.melody
     assert merge_rests(r.notes) == merge_rests(m.notes)
-    assert (r.meter, r.tonic, r.pickup, r.tempo, r.title) == (
-        m.meter, m.tonic, m.pickup, round(m.tempo), m.title)
+    assert (r.meter, r.tonic, r.pickup, r.title) == (m.meter, m.tonic, m.pickup, m.title)
+    # Q: counts whole beats a minute: dotted quarters in 6/8, so 40 quarters is Q:3/8=27 (40.5).
+    assert abs(r.tempo - m.tempo) <= 0.75
     # K:D names no mode, so the reader weighs major against minor; every other mode is named.
     assert r.mode == m.mode or (m.mode == "major" and r.mode == "minor")
 
@@ -337,3 +339,157 @@ def test_wav_without_fluidsynth_says_what_to_install(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FormatError, match="apt-get install fluidsynth"):
         formats.to_wav_bytes(Melody([Note(67, 24), Note(69, 24), Note(71, 48)]))
+
+
+# --- keys: spelled as asked or written, the same in every format --------------------------------
+
+# (tonic name, mode, ABC K:, MusicXML fifths, MIDI key signature, the scale as written)
+SPELLED_KEYS = [
+    ("F#", "major", "K:F#", 6, "F#", "F# G# A# B C# D# E#"),
+    ("Gb", "major", "K:Gb", -6, "Gb", "Gb Ab Bb Cb Db Eb F"),
+    ("C#", "major", "K:C#", 7, "C#", "C# D# E# F# G# A# B#"),
+    ("C#", "mixolydian", "K:C#mix", 6, "F#", "C# D# E# F# G# A# B"),
+    ("Eb", "minor", "K:Ebm", -6, "Ebm", "Eb F Gb Ab Bb Cb Db"),
+    ("D#", "minor", "K:D#m", 6, "D#m", "D# E# F# G# A# B C#"),
+    ("G#", "minor", "K:G#m", 5, "G#m", "G# A# B C# D# E F#"),
+    ("A#", "minor", "K:A#m", 7, "A#m", "A# B# C# D# E# F# G#"),
+    ("Cb", "major", "K:Cb", -7, "Cb", "Cb Db Eb Fb Gb Ab Bb"),
+]
+
+
+def _scale_tune(name: str, mode: str) -> Melody:
+    from composer.music import MODE_STEPS, tonic_pitch_class
+
+    tonic = tonic_pitch_class(name)
+    pitches = [60 + tonic + step for step in MODE_STEPS[mode]]
+    return Melody([Note(p, 12) for p in pitches] + [Note(60 + tonic, 36)], Meter(2, 4), tonic=tonic,
+                  mode=mode, title="Scale", tonic_name=name)
+
+
+@pytest.mark.parametrize("name,mode,k_line,fifths,midi_key,scale", SPELLED_KEYS)
+def test_a_key_is_spelled_as_asked_in_abc_musicxml_midi_and_json(name, mode, k_line, fifths,
+                                                                 midi_key, scale):
+    from music21 import converter
+
+    m = _scale_tune(name, mode)
+    abc = formats.to_abc([m])
+    assert f"\n{k_line}\n" in abc
+    body = abc.split(k_line + "\n")[1]
+    assert not any(c in body for c in "^_=")  # the scale is the key signature's, no accidentals
+    xml = formats.to_musicxml_bytes(m).decode()
+    assert f"<fifths>{fifths}</fifths>" in xml
+    written = [p.name.replace("-", "b") for p in converter.parseData(xml, format="musicxml").pitches]
+    assert " ".join(written[:7]) == scale
+    midi = mido.MidiFile(file=io.BytesIO(formats.to_midi_bytes(m)))
+    meta = [msg for msg in midi.tracks[0] if msg.type in ("key_signature", "marker")]
+    assert [msg.key for msg in meta if msg.type == "key_signature"] == [midi_key]
+    assert f"key: {name} {mode}" in [msg.text for msg in meta if msg.type == "marker"]
+    assert formats.to_json_dict(m)["key"] == name
+    # Each reader keeps the spelling it was given: continuing the tune keeps the user's key.
+    for suffix, data in ((".abc", abc.encode()), (".musicxml", xml.encode()),
+                         (".mid", formats.to_midi_bytes(m))):
+        back = read_melody(data, "scale" + suffix)
+        assert (back.spelled_tonic(), back.mode, back.tonic) == (name, mode, m.tonic), suffix
+        assert back.notes == m.notes, suffix
+
+
+def test_readers_spell_the_key_that_the_file_writes():
+    tune = "M:2/4\nL:1/8\n{}\nCDEF | GABc |]\n"
+    for k, name, mode in (("K:F#", "F#", "major"), ("K:C#", "C#", "major"), ("K:D#m", "D#", "minor"),
+                          ("K:Cb", "Cb", "major"), ("K:Gb", "Gb", "major"), ("K:Fis", "F#", "major")):
+        m = read_melody(("X:1\nT:k\n" + tune.format(k)).encode(), "k.abc")
+        assert (m.key_name(), m.tonic_name) == (f"{name} {mode}", name), k
+    # A MIDI key signature of 6 flats is Gb major, of 6 sharps F# major, without any marker.
+    for key, name in (("Gb", "Gb"), ("F#", "F#"), ("Ebm", "Eb"), ("D#m", "D#")):
+        mid = mido.MidiFile()
+        track = mido.MidiTrack([mido.MetaMessage("key_signature", key=key)])
+        track += [mido.Message("note_on", note=66, velocity=80, time=0),
+                  mido.Message("note_on", note=66, velocity=0, time=480)] * 4
+        mid.tracks.append(track)
+        buf = io.BytesIO()
+        mid.save(file=buf)
+        assert read_melody(buf.getvalue(), "k.mid").spelled_tonic() == name, key
+
+
+def test_the_usual_spelling_has_fewer_sharps_or_flats_and_a_wrong_one_is_not_kept():
+    from composer.music import key_spelling
+
+    usual = {(6, "major"): "F#", (1, "major"): "Db", (3, "minor"): "Eb", (8, "minor"): "G#",
+             (10, "major"): "Bb", (11, "major"): "B", (6, "minor"): "F#", (1, "mixolydian"): "C#"}
+    assert {k: key_spelling(*k) for k in usual} == usual
+    assert key_spelling(6, "major", "Gb") == "Gb" and key_spelling(11, "major", "Cb") == "Cb"
+    assert key_spelling(8, "major", "G#") == "Ab"  # 8 sharps: not a key
+    assert key_spelling(11, "minor", "Cb") == "B"  # 10 flats
+    assert key_spelling(6, "major", "Bb") == "F#"  # not this tonic
+    m = _scale_tune("F#", "major")
+    assert m.transpose(12).spelled_tonic() == "F#" and m.transpose(-5).spelled_tonic() == "Db"
+    assert m.transpose(1).tonic_name is None and m.transpose(1).spelled_tonic() == "G"
+
+
+@pytest.mark.parametrize("name,mode,message", [
+    ("Dm", "major", "--key D --mode minor"), ("F#m", "major", "--key F# --mode minor"),
+    ("bb minor", "major", "--key Bb --mode minor"), ("G#", "major", "write it as Ab"),
+    ("Cb", "minor", "write it as B"), ("H", "major", "unknown key 'H'")])
+def test_a_key_that_is_no_key_says_what_to_write(name, mode, message):
+    from composer.music import MusicError, tonic_name
+
+    with pytest.raises(MusicError, match=re.escape(message)) as e:
+        tonic_name(name, mode)
+    assert e.value.field == "key" and "key" in str(e.value)
+
+
+def test_every_offered_key_is_a_key_of_major_or_minor():
+    from composer.music import KEYS, key_fifths, tonic_name
+
+    assert {"D#", "G#", "A#", "Gb", "C#", "Cb"} <= set(KEYS)
+    for name in KEYS:
+        assert min(abs(key_fifths(name, mode)) for mode in ("major", "minor")) <= 7, name
+    assert [tonic_name(k, "minor") for k in ("G#", "d#", "A#")] == ["G#", "D#", "A#"]
+
+
+# --- readable ABC --------------------------------------------------------------------------------
+
+def _abc_lines(m: Melody) -> tuple[dict[str, str], str]:
+    """The header fields and the music of a one-tune ABC text."""
+    head, _, body = formats.to_abc([m]).partition("\nK:")
+    fields = dict(line.split(":", 1) for line in head.splitlines()[2:])
+    return fields, body.split("\n", 1)[1].strip()
+
+
+def test_compound_meters_give_the_tempo_in_dotted_quarters():
+    jig = Melody([Note(67, 12)] * 6 + [Note(69, 36), Note(71, 36)], Meter(6, 8), tonic=7, tempo=120)
+    assert _abc_lines(jig)[0]["Q"] == "3/8=80"
+    slip = Melody([Note(67, 36)] * 3 + [Note(69, 108)], Meter(9, 8), tonic=7, tempo=150)
+    assert _abc_lines(slip)[0]["Q"] == "3/8=100"
+    reel = Melody([Note(67, 12)] * 8, Meter(4, 4), tonic=7, tempo=120)
+    assert _abc_lines(reel)[0]["Q"] == "1/4=120"
+    for m in (jig, slip):
+        assert read_melody(formats.to_abc([m]).encode(), "t.abc").tempo == m.tempo
+
+
+def test_rests_in_a_row_are_one_rest_cut_only_at_the_beat():
+    m = Melody([Note(67, 36), Note(None, 12), Note(None, 12), Note(69, 12), Note(None, 12),
+                Note(None, 12), Note(None, 24), Note(None, 24), Note(None, 24), Note(None, 24),
+                Note(71, 96)], Meter(4, 4), tonic=7)
+    # was: G3z zA zz | z2 z2 z2 z2 | B8 |]
+    assert _abc_lines(m)[1] == "G3z zA z2 | z8 | B8 |]"
+    two = Melody([Note(67, 12), Note(None, 12), Note(None, 24), Note(69, 48)], Meter(2, 4), tonic=7)
+    assert _abc_lines(two)[1] == "Gz z2 | A4 |]"  # a rest does not hide the second beat
+    assert merge_rests(read_melody(formats.to_abc([m]).encode(), "r.abc").notes) == merge_rests(m.notes)
+
+
+def test_whole_note_meters_count_in_quarters():
+    m = Melody([Note(60, 96), Note(62, 48), Note(64, 48), Note(65, 192), Note(67, 384)], Meter(4, 1))
+    fields, music = _abc_lines(m)
+    assert fields["L"] == "1/4" and music == "C4 D2E2 F8 | G16 |]"
+    assert read_melody(formats.to_abc([m]).encode(), "l.abc").notes == m.notes
+    assert _abc_lines(Melody([Note(60, 36)] * 2, Meter(6, 16)))[0]["L"] == "1/16"
+
+
+def test_a_triplet_ends_its_beam():
+    m = Melody([Note(67, 8), Note(69, 8), Note(71, 8), Note(74, 12), Note(72, 36),
+                Note(71, 8), Note(69, 8), Note(67, 8), Note(66, 8), Note(64, 8), Note(62, 8),
+                Note(67, 24)], Meter(6, 8), tonic=7)
+    # was: (3GABd c3 | (3:2:6BAGFEDG2 |]
+    assert _abc_lines(m)[1] == "(3GAB d c3 | (3BAG (3FED G2 |]"
+    assert read_melody(formats.to_abc([m]).encode(), "t.abc").notes == m.notes

@@ -184,7 +184,7 @@ def test_ddp_with_two_processes_on_cpu(tiny_dataset_path, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "composer", "train", "--data", tiny_dataset_path, "--out", str(out),
          "--hidden", "16", "--epochs", "3", "--batch-size", "4", "--lr", "0.01",
-         "--device", "cpu", "--precision", "fp32", "--threads", "1"],
+         "--device", "cpu", "--precision", "fp32", "--threads", "1", "--json"],
         capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

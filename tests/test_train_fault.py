@@ -30,8 +30,8 @@ def sha256(path) -> str:
 
 
 def train_command(data: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "composer", "train", "--data", data, "--out", str(out), *RUN,
-            *extra]
+    return [sys.executable, "-m", "composer", "train", "--data", data, "--out", str(out), "--json",
+            *RUN, *extra]
 
 
 def read_state(out: Path) -> dict | None:

@@ -3,15 +3,17 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = {
+const state = Object.seal({  // sealed: a property not declared here cannot be set
   options: null,
   mode: "compose",      // which tab is open
   tune: null,           // last JSON result from the API
   last: null,           // how the last result was made: {endpoint, fields, file}
+  fragmentAll: false,   // every note is the user's own (a scored tune)
+  notationWidth: 0,     // the width in CSS px the shown notation was engraved for
   playing: null,        // {ctx, master, t0, spq, raf}
   current: -1,          // index of the note being played
   layout: null,         // piano-roll geometry for hit testing
-};
+});
 
 // ---------------------------------------------------------------- API -----------------------
 
@@ -147,9 +149,25 @@ function formData(fields, file) {
   return fd;
 }
 
-// The last request again, optionally as a file (?format=...), with the seed that was used.
-function request(last, format) {
-  const q = format ? `?format=${format}` : "";
+// The width in CSS px the notation is shown at: the result panel's, less the notation frame's
+// padding and border (measured on the panel, which is shown even before the first tune).
+function notationWidth() {
+  const inner = (el, sides) => {
+    const cs = getComputedStyle(el);
+    return sides.reduce((t, p) => t + (parseFloat(cs[p]) || 0), 0);
+  };
+  const panel = $("result");
+  const frame = $("notation").parentElement;
+  const w = panel.clientWidth - inner(panel, ["paddingLeft", "paddingRight"]) -
+    inner(frame, ["paddingLeft", "paddingRight", "borderLeftWidth", "borderRightWidth"]);
+  const l = limit("notation_width");
+  return Math.max(l.min, Math.min(l.max, Math.floor(w)));
+}
+
+// The last request again, optionally as a file (?format=...), with the seed that was used; as
+// JSON, its notation is engraved for `width` CSS px.
+function request(last, format, width) {
+  const q = format ? `?format=${format}` : `?notation_width=${width}`;
   if (last.endpoint === "compose") {
     return api(`/api/compose${q}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(last.fields),
@@ -180,10 +198,13 @@ async function run(endpoint) {
   const label = $("go").textContent;
   if (endpoint !== "score") $("go").textContent = "Working…";
   try {
-    const tune = await (await request(last)).json();
+    const width = notationWidth();
+    const tune = await (await request(last, null, width)).json();
     if (tune.seed != null) last.fields = { ...last.fields, seed: tune.seed };
     state.last = last;
+    state.notationWidth = width;
     show(tune, endpoint);
+    reengrave();  // the panel may have changed width while the tune was made
   } catch (err) {
     showError(err);
   } finally {
@@ -232,10 +253,20 @@ function show(tune, endpoint) {
     s.addEventListener("click", () => { $("seed").value = tune.seed; });
     chips.append(s);
   }
+  showNotation(tune.svg);
+  const continued = (tune.fragment_notes || 0) > 0;
+  $("legend-fragment").hidden = !(continued || endpoint === "score");
+  $("legend-new-label").textContent = continued ? "new bars" : "surprisal";
+  state.fragmentAll = endpoint === "score";
+  $("dl-musicxml").hidden = endpoint === "score";
+  drawRoll();
+}
+
+function showNotation(svg) {
   const img = $("notation");
   if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
-  if (tune.svg) {
-    const url = URL.createObjectURL(new Blob([tune.svg], { type: "image/svg+xml" }));
+  if (svg) {
+    const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
     img.dataset.url = url;
     img.src = url;
     img.hidden = false;
@@ -245,12 +276,25 @@ function show(tune, endpoint) {
     img.hidden = true;
     $("no-notation").hidden = false;
   }
-  const continued = (tune.fragment_notes || 0) > 0;
-  $("legend-fragment").hidden = !(continued || endpoint === "score");
-  $("legend-new-label").textContent = continued ? "new bars" : "surprisal";
-  state.fragmentAll = endpoint === "score";
-  $("dl-musicxml").hidden = endpoint === "score";
-  drawRoll();
+}
+
+// When the notation's width changes by more than this share (a phone turned, a window resized),
+// it is engraved again for the new width; below it, the image just scales.
+const REENGRAVE_CHANGE = 0.1;
+
+async function reengrave() {
+  const { tune, last, notationWidth: was } = state;
+  if (!tune || !tune.svg || !last) return;
+  const width = notationWidth();
+  if (Math.abs(width - was) <= REENGRAVE_CHANGE * was) return;
+  state.notationWidth = width;
+  try {  // the same request and seed: the same tune, engraved anew
+    const again = await (await request(last, null, width)).json();
+    if (state.tune === tune && state.notationWidth === width && again.svg) {
+      tune.svg = again.svg;
+      showNotation(again.svg);
+    }
+  } catch (err) { /* the old notation stays, scaled to fit */ }
 }
 
 // Surprisal colours: light = expected, dark = surprising; fragment notes blue, new notes warm.
@@ -357,6 +401,16 @@ function drawRoll() {
 const NAMES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"];
 const pitchName = (p) => `${NAMES[p % 12]}${Math.floor(p / 12) - 1}`;
 
+// A length in quarter notes (the unit of the API's times), named as a note value where it is one.
+const NOTE_VALUES = { 4: "whole note", 3: "dotted half note", 2: "half note",
+                      1.5: "dotted quarter note", 1: "quarter note", 0.75: "dotted eighth note",
+                      0.5: "eighth note", 0.375: "dotted sixteenth note", 0.25: "sixteenth note",
+                      0.125: "thirty-second note" };
+function noteLength(quarters) {
+  const q = +quarters.toFixed(3);
+  return NOTE_VALUES[q] || `${q} quarter notes`;
+}
+
 function describe(i) {
   const tune = state.tune;
   const n = tune.notes[i];
@@ -364,7 +418,7 @@ function describe(i) {
   const f = (v) => (v == null ? "–" : v.toFixed(2));
   const who = isFragment(tune, i) ? "yours" : "new";
   return `note ${i + 1} (${who}): ${n.pitch == null ? "rest" : pitchName(n.pitch)}, ` +
-    `${+n.duration.toFixed(3)} beats · rhythm ${f(s.rhythm)} bits · pitch ${f(s.pitch)} bits`;
+    `${noteLength(n.duration)} · rhythm ${f(s.rhythm)} bits · pitch ${f(s.pitch)} bits`;
 }
 
 function onHover(ev) {
@@ -377,6 +431,27 @@ function onHover(ev) {
 }
 
 // ---------------------------------------------------------------- playback ------------------
+
+// A long note's envelope: attack to 1, decay to the sustain level, hold, release to the floor.
+const ENVELOPE = { attack: 0.012, decay: 0.12, sustain: 0.55, release: 0.04, floor: 0.0001 };
+
+// The gain envelope of a note sounding from `start` to `end` (s), as [AudioParam method, value,
+// time] in time order. A short note gets a shorter attack and release and only the part of the
+// decay that fits, so that its gain always rises, then only falls, and is silent at `end`.
+function envelope(start, end) {
+  const e = ENVELOPE;
+  const len = end - start;
+  const peak = start + Math.min(e.attack, len * 0.25);
+  const release = end - Math.min(e.release, len * 0.4);
+  const decayEnd = Math.min(start + e.decay, release);
+  // where a long note's exponential decay is by decayEnd
+  const level = Math.pow(e.sustain, (decayEnd - peak) / (start + e.decay - peak));
+  const points = [["setValueAtTime", 0, start], ["linearRampToValueAtTime", 1, peak],
+                  ["exponentialRampToValueAtTime", level, decayEnd]];
+  if (release > decayEnd) points.push(["setValueAtTime", level, release]);
+  points.push(["linearRampToValueAtTime", e.floor, end]);
+  return points;
+}
 
 function play() {
   const tune = state.tune;
@@ -395,11 +470,7 @@ function play() {
     const end = start + Math.max(0.05, n.duration * spq * 0.92);
     const freq = 440 * Math.pow(2, (n.pitch - 69) / 12);
     const env = ctx.createGain();
-    env.gain.setValueAtTime(0, start);
-    env.gain.linearRampToValueAtTime(1, start + 0.012);
-    env.gain.exponentialRampToValueAtTime(0.55, start + 0.12);
-    env.gain.setValueAtTime(0.55, Math.max(start + 0.12, end - 0.04));
-    env.gain.linearRampToValueAtTime(0.0001, end);
+    for (const [method, value, time] of envelope(start, end)) env.gain[method](value, time);
     env.connect(master);
     // A triangle with a quiet octave above: a soft, whistle-like voice.
     for (const [type, mult, level] of [["triangle", 1, 1], ["sine", 2, 0.18]]) {
@@ -526,7 +597,9 @@ function wire() {
     if (ev.dataTransfer.files.length) { file.files = ev.dataTransfer.files; updateFile(); }
   });
   let resize = 0;
+  let engrave = 0;
   window.addEventListener("resize", () => { cancelAnimationFrame(resize); resize = requestAnimationFrame(drawRoll); });
+  new ResizeObserver(() => { clearTimeout(engrave); engrave = setTimeout(reengrave, 250); }).observe($("result"));
 }
 
 wire();

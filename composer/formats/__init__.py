@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from numbers import Real
 from pathlib import Path
@@ -12,8 +13,8 @@ from ..files import write_atomic
 from ..form import played
 from ..music import Melody
 from .abc import read_abc, split_abc, to_abc
-from .common import (DEFAULT_TEMPO, FORMATS_VERSION, READ_SUFFIXES, WRITE_SUFFIXES, FormatError,
-                     ParsedTune, ReadLimits, Skip, one_line)
+from .common import (DEFAULT_TEMPO, FORMATS_VERSION, READ_SUFFIXES, UNREADABLE, WRITE_SUFFIXES,
+                     FormatError, ParsedTune, ReadLimits, Skip, one_line)
 from .guards import check_length
 from .keys import estimate_key
 from .midi import choose_grid, read_midi, to_midi_bytes
@@ -72,7 +73,7 @@ def iter_tunes(path: str | os.PathLike, data: bytes | None = None,
         for tune in tunes:
             yield _bounded(tune, limits)
     except Exception as e:  # a reader bug must never abort a whole ingest
-        yield ParsedTune(None, None, name, "parse error", one_line(e))
+        yield ParsedTune(None, None, name, "parse error", library=one_line(e))
 
 
 def _bounded(tune: ParsedTune, limits: ReadLimits) -> ParsedTune:
@@ -99,8 +100,11 @@ def read_melody(data: bytes, filename: str, limits: ReadLimits | None = None) ->
         first = first or t
     if first is None:  # every reader gives at least one entry; a safeguard only
         raise FormatError(f"{Path(filename).name}: no notes")
+    if first.error == "parse error":  # say what is wrong, or what the file is not
+        plain = first.detail or UNREADABLE.get(suffix, "not readable")
+        raise FormatError(f"{Path(filename).name}: {plain}", library=first.library)
     detail = f" ({first.detail})" if first.detail else ""
-    raise FormatError(f"{Path(filename).name}: {first.error}{detail}")
+    raise FormatError(f"{Path(filename).name}: {first.error}{detail}", library=first.library)
 
 
 def render(m: Melody, suffix: str) -> bytes:
@@ -140,6 +144,33 @@ def _per_melody(surprisal, count: int) -> list:
     return list(surprisal)
 
 
+def output_targets(path: str | os.PathLike, count: int) -> list[Path]:
+    """The files that saving `count` melodies to `path` writes (one multi-tune .abc, else
+    numbered files when there are several), checked before any work is done: a known suffix,
+    an existing folder, and no target that is a folder or read-only. A symbolic link is
+    written through (its target is replaced, the link stays)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FormatError(f"{path} is a folder; give a file name, such as "
+                          f"{path / ('tune' + (path.suffix or '.mid'))}")
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise FormatError(f"unknown output type '{suffix or path.name}'; "
+                          f"use one of {' '.join(WRITE_SUFFIXES)}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist")
+    width = len(str(count))
+    targets = [path] if count == 1 or suffix == ".abc" else [
+        path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, count + 1)]
+    for target in targets:
+        if target.is_dir():
+            raise FormatError(f"{target} is a folder, not a file")
+        if target.exists() and not target.stat().st_mode & stat.S_IWUSR:
+            raise FormatError(f"{target} is read-only; choose another name, or make it "
+                              "writable first")
+    return targets
+
+
 def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None,
          extra: list[dict] | None = None) -> list[Path]:
     """Write melodies by the path's suffix, atomically; returns the files written.
@@ -148,22 +179,15 @@ def save(melodies: list[Melody], path: str | os.PathLike, surprisal=None,
     `surprisal` is one list of (rhythm, pitch) bits per melody (or one list for a single melody).
     `extra` holds one dict per melody of fields added to (or replacing) its .json object.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in WRITE_SUFFIXES:
-        raise FormatError(f"unknown output type '{suffix or path.name}'; "
-                          f"use one of {' '.join(WRITE_SUFFIXES)}")
     if not melodies:
         raise FormatError("no melodies to write")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder {path.parent} does not exist")
+    path = Path(path)
+    targets = output_targets(path, len(melodies))
     per_melody = _per_melody(surprisal, len(melodies))
-    if suffix == ".abc":
+    if path.suffix.lower() == ".abc":
         write_atomic(path, to_abc(melodies).encode())
-        return [path]
-    width = len(str(len(melodies)))
-    targets = [path] if len(melodies) == 1 else [
-        path.with_name(f"{path.stem}-{i:0{width}d}{path.suffix}") for i in range(1, len(melodies) + 1)]
+        return targets
+    suffix = path.suffix.lower()
     for m, s, x, target in zip(melodies, per_melody, extra or [None] * len(melodies), targets):
         write_atomic(target, _render(m, suffix, s, x))
     return targets

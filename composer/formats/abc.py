@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 
-from ..music import Melody, MusicError, normalize_mode, tonic_pitch_class
+from ..music import TICKS_PER_QUARTER, Melody, Meter, MusicError, normalize_mode, tonic_pitch_class
 from .common import (DEFAULT_TEMPO, ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter,
                      plausible_tempo)
 from .guards import check_abc
@@ -85,20 +85,21 @@ def _normalize_abc(text: str) -> str:
                   lambda m: "K:" + _GERMAN_KEYS[m.group(1)], text)
 
 
-def _abc_key(field: str | None) -> tuple[int | None, str | None]:
-    """(tonic pitch class, mode) named by a K: field; None where it names none."""
+def _abc_key(field: str | None) -> tuple[int | None, str | None, str | None]:
+    """(tonic pitch class, mode, tonic as written) named by a K: field; None where it names none."""
     f = (field or "").split("%")[0].strip()
     m = re.match(r"([A-G])([#b]?)\s*([A-Za-z]*)", f, re.I)
     if not m or f.lower().startswith(("none", "hp")):
-        return None, None
-    tonic = tonic_pitch_class(m.group(1).upper() + m.group(2))
+        return None, None, None
+    name = m.group(1).upper() + m.group(2)
+    tonic = tonic_pitch_class(name)
     word = m.group(3)
     if not word:
-        return tonic, None
+        return tonic, None, name
     try:
-        return tonic, normalize_mode(word)
+        return tonic, normalize_mode(word), name
     except MusicError:
-        return tonic, None
+        return tonic, None, name
 
 
 def _abc_tempo(field: str | None) -> float:
@@ -169,7 +170,7 @@ def read_abc(data: bytes, name: str, limits: ReadLimits) -> Iterator[ParsedTune]
         except Skip as e:
             yield ParsedTune(None, number, title, e.reason, e.detail)
         except Exception as e:  # one malformed tune fails only itself
-            yield ParsedTune(None, number, title, "parse error", one_line(e))
+            yield ParsedTune(None, number, title, "parse error", library=one_line(e))
 
 
 def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[int]]:
@@ -203,14 +204,15 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[
     handlers = voices if len(voices) == 1 else [voices[0] + v for v in voices[1:]]
     parts = [m21.translate.abcToStreamPart(h, inputM21=m21.FastPart()) for h in handlers]
     part = best_part(parts, meter, m21, limits, lines=True)
-    tonic, mode = _abc_key(key_text)
+    tonic, mode, written = _abc_key(key_text)
     if tonic is None:
         tonic, mode = estimate_key(part.notes)
     elif mode is None:
         mode = estimate_key(part.notes, tonic=tonic)[1]
     rhythm = _RHYTHM.search(tune)
     melody, dropped = melody_of(part, meter, tonic, mode, _abc_tempo(tempo_text),
-                                tune_type=rhythm.group(1).strip() if rhythm else "")
+                                tune_type=rhythm.group(1).strip() if rhythm else "",
+                                tonic_name=written)
     return melody, dropped, part.line_starts
 
 
@@ -229,15 +231,52 @@ def _abc_length(mult: Fraction) -> str:
     return f"{mult.numerator if mult.numerator != 1 else ''}/{mult.denominator}"
 
 
+def _unit_ticks(meter: Meter) -> int:
+    """The L: unit in ticks: an eighth; a 16th in x/16 meters; a quarter where a bar holds more
+    than 16 eighths (3/1, 4/1, 6/2)."""
+    if meter.denominator >= 16:
+        return 6
+    return 24 if meter.bar_ticks > 16 * 12 else 12
+
+
+def _tempo_field(m: Melody) -> str:
+    """Q: in the meter's beat: a dotted quarter in 6/8, 9/8 and 12/8 (120 quarters a minute is
+    Q:3/8=80), else a quarter."""
+    beat = m.meter.beat_ticks
+    if beat * m.meter.denominator == 4 * TICKS_PER_QUARTER:  # the beat is the denominator's note
+        return f"Q:1/4={round(m.tempo)}"
+    per_minute = Fraction(beat, 4 * TICKS_PER_QUARTER)
+    return f"Q:{per_minute.numerator}/{per_minute.denominator}={round(m.tempo * TICKS_PER_QUARTER / beat)}"
+
+
+def _tuplets(bar: list[tuple[int | None, int, bool]]) -> dict[int, int]:
+    """Index of each tuplet's first piece -> its number of pieces. Pieces off the 32nd grid are
+    triplet-based; a tuplet runs over them until the written time is back on the grid (three
+    triplet 8ths make a quarter), so six triplet 8ths are two (3 groups."""
+    out, k = {}, 0
+    while k < len(bar):
+        if bar[k][1] % 3 == 0:
+            k += 1
+            continue
+        j, total = k, 0
+        while j < len(bar) and bar[j][1] % 3:
+            total += bar[j][1]
+            j += 1
+            if total % 3 == 0:
+                break
+        out[k], k = j - k, j
+    return out
+
+
 def _abc_tune(m: Melody, number: int) -> str:
-    spelling = Spelling.of(m.tonic, m.mode)
+    spelling = Spelling.of(m)
     # music21 reads K:..loc as major, so locrian tunes carry every accidental explicitly.
     explicit = m.mode == "locrian"
-    bar_ticks, beat = m.meter.bar_ticks, m.meter.beat_ticks
+    bar_ticks, beat, unit = m.meter.bar_ticks, m.meter.beat_ticks, _unit_ticks(m.meter)
     title = " ".join((m.title or "Untitled").split())
     lines = [f"X:{number}", f"T:{title}"] + ([f"R:{m.tune_type}"] if m.tune_type else []) + [
-             f"M:{m.meter}", "L:1/8",
-             f"Q:1/4={round(m.tempo)}", f"K:{spelling.tonic_name}{_ABC_MODE[m.mode]}"]
+             f"M:{m.meter}", f"L:1/{4 * TICKS_PER_QUARTER // unit}",
+             _tempo_field(m), f"K:{spelling.tonic_name}{_ABC_MODE[m.mode]}"]
     body, pos = [], m.start_position
     bars = written_bars(m)
     marks = bar_marks(m, len(bars))
@@ -248,16 +287,13 @@ def _abc_tune(m: Melody, number: int) -> str:
         # in other octaves too, so a mark is written unless both readings give the right pitch.
         per_octave: dict[tuple[str, int], int] = {}
         per_letter: dict[str, int] = {}
-        out, run_left = [], 0
+        out, run_left, run_ended, tuplets = [], 0, False, _tuplets(bar)
         for k, (pitch, ticks, tied) in enumerate(bar):
             token = ""
-            if run_left == 0 and ticks % 3:
-                # Durations off the 32nd grid are triplet-based: a 3:2 tuplet over the run.
-                run_left = next((j for j in range(k, len(bar)) if bar[j][1] % 3 == 0), len(bar)) - k
+            if k in tuplets:  # a 3:2 tuplet over the next run_left pieces
+                run_left = tuplets[k]
                 token = "(3" if run_left == 3 else f"(3:2:{run_left}"
-                in_run = True
-            elif run_left == 0:
-                in_run = False
+            in_run = run_left > 0
             if pitch is None:
                 token += "z"
             else:
@@ -268,13 +304,16 @@ def _abc_tune(m: Melody, number: int) -> str:
                     token += {1: "^", -1: "_", 0: "="}[alt]
                     per_octave[(letter, octave)] = per_letter[letter] = alt
                 token += letter.lower() + "'" * (octave - 5) if octave >= 5 else letter + "," * (4 - octave)
-            # L:1/8 is 12 ticks; inside a 3:2 tuplet a note is written 3/2 as long.
-            token += _abc_length(Fraction(ticks, 8 if in_run else 12)) + ("-" if tied else "")
-            if out and pos % beat == 0 and (not in_run or token.startswith("(")):
+            # Lengths count L: units; inside a 3:2 tuplet a note is written 3/2 as long.
+            token += _abc_length(Fraction(3 * ticks if in_run else ticks, 2 * unit if in_run else unit)
+                                 ) + ("-" if tied else "")
+            # Beams break at the beat, and after a tuplet (never inside one).
+            if out and (run_ended or (pos % beat == 0 and (not in_run or k in tuplets))):
                 out.append(" ")
             out.append(token)
             pos = (pos + ticks) % bar_ticks
-            run_left = max(0, run_left - 1) if in_run else 0
+            run_left -= in_run
+            run_ended = in_run and run_left == 0
         if marks[b].ending_starts:
             body.append(f"[{marks[b].ending} ")
         barline = _barline(marks, b)

@@ -17,7 +17,22 @@ DEFAULT_TEMPO = 120.0
 
 
 class FormatError(MusicError):
-    """A file that is not readable music, or an output format that cannot be written here."""
+    """A file that is not readable music, or an output format that cannot be written here.
+    `library` holds the reading library's own message, for --verbose and the server log."""
+
+    def __init__(self, message: str = "", field: str | None = None, reason: str | None = None,
+                 library: str = ""):
+        super().__init__(message, field=field, reason=reason)
+        self.library = library
+
+
+# What a user is told when a reader library fails on a file, by suffix (its message is kept
+# apart, in ParsedTune.library).
+UNREADABLE = {".mid": "not a readable MIDI file (damaged or truncated)",
+              ".midi": "not a readable MIDI file (damaged or truncated)",
+              ".abc": "not readable as ABC notation (a tune needs X:, K: and notes)",
+              ".xml": "not readable as MusicXML", ".musicxml": "not readable as MusicXML",
+              ".mxl": "not readable as compressed MusicXML", ".krn": "not readable as Humdrum **kern"}
 
 
 @dataclass
@@ -40,7 +55,8 @@ class ParsedTune:
     number: int | None  # ABC X: number, else the tune's index in its file (1 for single-tune files)
     title: str
     error: str | None = None  # "parse error", "empty file", "no notes", "drums only", "meter change", ...
-    detail: str = ""
+    detail: str = ""  # in plain words, for the user
+    library: str = ""  # the reading library's own message, where it failed
     dropped: list[str] = field(default_factory=list)  # form markers that could not be used
     lines: list[int] = field(default_factory=list)  # ticks where the source starts a line (ABC)
 

@@ -6,8 +6,8 @@ import struct
 
 import numpy as np
 
-from ..music import (MAX_BAR_TICKS, TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, key_spelling,
-                     normalize_mode, relative_major, tonic_pitch_class)
+from ..music import (MAX_BAR_TICKS, TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, key_fifths,
+                     normalize_mode, signature_tonic, tonic_name, tonic_pitch_class)
 from .common import DEFAULT_TEMPO, ParsedTune, ReadLimits, Skip, one_line, plausible_tempo
 from .keys import estimate_key
 
@@ -63,8 +63,7 @@ def read_midi(data: bytes, name: str, limits: ReadLimits) -> ParsedTune:
     try:
         score = symusic.Score.from_midi(data)
     except Exception as e:  # the reader's messages are terse ("MiniMidi: ... iostream error")
-        return ParsedTune(None, 1, name, "parse error",
-                          f"damaged or truncated MIDI file ({one_line(e)})")
+        return ParsedTune(None, 1, name, "parse error", library=one_line(e))
     try:
         return ParsedTune(_midi_melody(score, name, limits), 1, name)
     except Skip as e:
@@ -142,7 +141,7 @@ def _midi_melody(score, name: str, limits: ReadLimits) -> Melody:
     bar = meter.bar_ticks
     lead = first_on % bar  # leading silence: whole bars are dropped, a partial bar is a pickup
     pickup = (bar - lead) % bar
-    tonic, mode = _midi_key(score, notes)
+    tonic, mode, spelled = _midi_key(score, notes)
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else DEFAULT_TEMPO
     title, marks = name, {}
     for mk in score.markers:
@@ -151,19 +150,23 @@ def _midi_melody(score, name: str, limits: ReadLimits) -> Melody:
     if "key" in marks:
         try:
             ktonic, _, kmode = marks["key"].partition(" ")
-            tonic, mode = tonic_pitch_class(ktonic), normalize_mode(kmode)
+            kmode = normalize_mode(kmode)
+            tonic, mode, spelled = tonic_pitch_class(ktonic), kmode, tonic_name(ktonic, kmode)
         except MusicError:
             pass
     title = marks.get("title") or title
-    return Melody(notes, meter, tonic, mode, pickup, plausible_tempo(tempo), title)
+    return Melody(notes, meter, tonic, mode, pickup, plausible_tempo(tempo), title, tonic_name=spelled)
 
 
-def _midi_key(score, notes: list[Note]) -> tuple[int, str]:
+def _midi_key(score, notes: list[Note]) -> tuple[int, str, str | None]:
+    """Tonic, mode and the tonic's name from the first key signature (F# for 6 sharps, Gb
+    for 6 flats), else the estimated key and no name."""
     if len(score.key_signatures):
         ks = score.key_signatures[0]
-        major = (7 * int(ks.key)) % 12
-        return ((major + 9) % 12, "minor") if ks.tonality else (major, "major")
-    return estimate_key(notes)
+        mode = "minor" if ks.tonality else "major"
+        name = signature_tonic(int(ks.key), mode)
+        return tonic_pitch_class(name), mode, name
+    return (*estimate_key(notes), None)
 
 
 # --- MIDI writing --------------------------------------------------------------------------------
@@ -200,10 +203,10 @@ def to_midi_bytes(m: Melody, program: int = 0, velocity: int = 90) -> bytes:
     file with a timing track and a note track on the first channel, notes as note-on events (velocity 0
     ends a note) in running status.
     """
-    major = relative_major(m.tonic, m.mode)  # the signature's major key; minor-like modes use its minor
+    name = m.spelled_tonic()
+    sharps = key_fifths(name, m.mode)  # the signature; minor-like modes give it as its minor key
     minor = m.mode not in ("major", "lydian", "mixolydian")
-    sharps = (7 * major + 5) % 12 - 5  # -5 (D flat) .. 6 (F sharp)
-    key = f"key: {key_spelling(m.tonic, m.mode)} {m.mode}"
+    key = f"key: {name} {m.mode}"
     timing = [_meta(0x06, f"title: {m.title}".encode()) if m.title else b"",  # markers
               _meta(0x06, key.encode()),
               _meta(0x51, int(6e7 / m.tempo).to_bytes(3, "big")),  # microseconds per quarter note

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..music import MODE_STEPS, PITCH_CLASS, Melody, key_spelling
+from ..music import MODE_STEPS, PITCH_CLASS, Melody, Note, key_fifths
 
 _LETTERS = "CDEFGAB"
-_FIFTHS = {"C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5, "F": -1}
-_MODE_FIFTHS = {"major": 0, "mixolydian": -1, "dorian": -2, "minor": -3, "phrygian": -4,
-                "lydian": 1, "locrian": -5}
 
 
 # Scale degree (0 = tonic) used to spell each interval above the tonic when it is not in the mode.
@@ -18,21 +15,23 @@ _DEGREE = {0: 0, 1: 1, 2: 1, 3: 2, 4: 2, 5: 3, 6: 3, 7: 4, 8: 5, 9: 5, 10: 6, 11
 
 @dataclass(frozen=True)
 class Spelling:
-    """How a melody's key is written: tonic name, and the key signature's alteration per letter."""
+    """How a melody's key is written: tonic name, key signature (sharps > 0, flats < 0) and the
+    signature's alteration per letter."""
 
     tonic: int
     mode: str
     tonic_name: str
+    fifths: int
     signature: dict
 
     @classmethod
-    def of(cls, tonic: int, mode: str) -> "Spelling":
-        name = key_spelling(tonic, mode)
-        sharps = _FIFTHS[name[0]] + 7 * (name[1:] == "#") - 7 * (name[1:] == "b") + _MODE_FIFTHS[mode]
+    def of(cls, m: Melody) -> "Spelling":
+        name = m.spelled_tonic()
+        sharps = key_fifths(name, m.mode)
         sig = {letter: 0 for letter in _LETTERS}
         for letter in ("FCGDAEB"[:sharps] if sharps > 0 else "BEADGCF"[:-sharps]):
             sig[letter] = 1 if sharps > 0 else -1
-        return cls(tonic, mode, name, sig)
+        return cls(m.tonic, m.mode, name, sharps, sig)
 
     def spell(self, pitch: int) -> tuple[str, int, int]:
         """(letter, alteration, octave) of a MIDI pitch: its scale degree, else by its interval."""
@@ -61,13 +60,29 @@ def _writable(ticks: int) -> list[int]:
     return [ticks - triplet, triplet]
 
 
+def _merged_rests(notes: list[Note]) -> list[Note]:
+    """The notes with each run of rests as one rest."""
+    out: list[Note] = []
+    for n in notes:
+        if n.pitch is None and out and out[-1].pitch is None:
+            out[-1] = Note(None, out[-1].duration + n.duration)
+        else:
+            out.append(n)
+    return out
+
+
 def written_bars(m: Melody) -> list[list[tuple[int | None, int, bool]]]:
-    """Notes split at barlines into writable pieces: bars of (pitch, ticks, tied to the next)."""
-    bar, pos, bars = m.meter.bar_ticks, m.start_position, [[]]
-    for n in m.notes:
+    """Notes split at barlines into writable pieces: bars of (pitch, ticks, tied to the next).
+
+    Rests in a row are one rest; a rest that starts off the beat and runs past it is cut at the
+    beat, so that the beat stays in sight (z z2, not z3, from the second 8th of a 2/4 bar)."""
+    bar, beat, pos, bars = m.meter.bar_ticks, m.meter.beat_ticks, m.start_position, [[]]
+    for n in _merged_rests(m.notes):
         left = n.duration
         while left > 0:
             piece = min(left, bar - pos)
+            if n.pitch is None and pos % beat:
+                piece = min(piece, beat - pos % beat)
             left -= piece
             parts = _writable(piece)
             for k, ticks in enumerate(parts):

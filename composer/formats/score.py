@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..form import MeasureMarks, form_from_marks, name_parts, part_contents
-from ..music import MODES, TICKS_PER_QUARTER, Melody, Meter, Note
+from ..music import MODES, TICKS_PER_QUARTER, Melody, Meter, Note, signature_tonic
 from .common import ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter, plausible_tempo
 from .guards import check_kern, check_musicxml
 from .keys import estimate_key, signature_key
@@ -219,9 +219,10 @@ def best_part(parts: list, meter: Meter, m21, limits: ReadLimits, lines: bool = 
 
 
 def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float, title: str = "",
-              tune_type: str = "") -> tuple[Melody, list[str]]:
+              tune_type: str = "", tonic_name: str | None = None) -> tuple[Melody, list[str]]:
     """The melody with its written form, and the form markers that could not be used."""
-    mel = Melody(part.notes, meter, tonic, mode, part.pickup, tempo, title, tune_type=tune_type)
+    mel = Melody(part.notes, meter, tonic, mode, part.pickup, tempo, title, tune_type=tune_type,
+                 tonic_name=tonic_name)
     form, dropped = form_from_marks(part.marks, meter.bar_ticks, mel.start_position,
                                     mel.total_ticks)
     form = name_parts(form, part_contents(form, mel.onsets(), mel.notes, meter.bar_ticks,
@@ -246,7 +247,7 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
             path.write_bytes(data)
             score = m21.converter.parseFile(path, forceSource=True, storePickle=False)
     except Exception as e:
-        return ParsedTune(None, 1, name, "parse error", one_line(e))
+        return ParsedTune(None, 1, name, "parse error", library=one_line(e))
     if isinstance(score, m21.stream.Opus):
         score = score.scores.first() or score
     title = (score.metadata.bestTitle if score.metadata is not None else None) or name
@@ -268,15 +269,19 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
         signatures = list(first.recurse().getElementsByClass(m21.key.KeySignature))
         named = [k for k in signatures if isinstance(k, m21.key.Key) and k.mode in MODES]
         ks = signatures[0] if signatures else None
+        name = None
         if named:  # kern writes the key (*G:) apart from the signature (*k[f#])
             tonic, mode = named[0].tonic.pitchClass, named[0].mode
+            name = named[0].tonic.name.replace("-", "b")
         elif ks is not None:
             tonic, mode = signature_key(ks.sharps, notes)
+            name = signature_tonic(ks.sharps, mode)
         else:
             tonic, mode = estimate_key(notes)
         mark = first.recurse().getElementsByClass(m21.tempo.MetronomeMark).first()
         bpm = mark.getQuarterBPM() if mark is not None else None
-        melody, dropped = melody_of(part, meter, tonic, mode, plausible_tempo(bpm), title)
+        melody, dropped = melody_of(part, meter, tonic, mode, plausible_tempo(bpm), title,
+                                    tonic_name=name)
         return ParsedTune(melody, 1, title, dropped=dropped)
     except Skip as e:
         return ParsedTune(None, 1, title, e.reason, e.detail)

@@ -10,7 +10,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 
-from ..music import TICKS_PER_QUARTER, Melody, key_spelling
+from ..music import TICKS_PER_QUARTER, Melody
 from .common import FormatError, music21_modules
 from .midi import to_midi_bytes
 from .notation import Spelling, bar_marks, written_bars
@@ -21,7 +21,7 @@ SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
 def to_musicxml_bytes(m: Melody) -> bytes:
     """MusicXML via music21, with key signature (and mode), time signature and tempo."""
     m21 = music21_modules()
-    spelling = Spelling.of(m.tonic, m.mode)
+    spelling = Spelling.of(m)
     score = m21.stream.Score()
     score.insert(0, m21.metadata.Metadata(title=m.title or "Untitled"))
     part = m21.stream.Part()
@@ -82,7 +82,7 @@ def to_json_dict(m: Melody, surprisal: list[tuple[float, float]] | None = None) 
         notes.append(item)
         t += n.duration
     bits = (round(sum(r + p for r, p in surprisal) / len(surprisal), 4) if surprisal else None)
-    return {"title": m.title, "meter": str(m.meter), "key": key_spelling(m.tonic, m.mode), "mode": m.mode,
+    return {"title": m.title, "meter": str(m.meter), "key": m.spelled_tonic(), "mode": m.mode,
             "tempo": m.tempo, "pickup": m.pickup / TICKS_PER_QUARTER, "notes": notes, "bits_per_note": bits}
 
 

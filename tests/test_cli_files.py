@@ -1,0 +1,105 @@
+"""The command line keeps what is there: outputs checked before the work, read-only files and
+folders refused, links written through, and small or odd inputs to ingest, train and evaluate
+answered in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from composer import corpus
+from composer.train import TrainConfig, train
+from conftest import build_dataset, cli_fails, cli_ok, make_tunes
+
+
+def test_read_only_output_is_refused_and_kept(tiny_model_dir, tmp_path):
+    out = tmp_path / "tune.abc"
+    out.write_text("mine")
+    out.chmod(0o444)
+    cli_fails(["compose", "--model", tiny_model_dir, "--bars", 2, "-o", out], "read-only")
+    assert out.read_text() == "mine" and not out.stat().st_mode & stat.S_IWUSR
+    # one read-only file among numbered outputs stops the run before any is written
+    (tmp_path / "n-2.mid").write_text("mine")
+    (tmp_path / "n-2.mid").chmod(0o444)
+    cli_fails(["compose", "--model", tiny_model_dir, "--bars", 2, "--count", 3, "-o",
+               tmp_path / "n.mid"], "n-2.mid is read-only")
+    assert not (tmp_path / "n-1.mid").exists()
+
+
+def test_a_link_is_written_through_and_stays_a_link(tiny_model_dir, tmp_path):
+    target = tmp_path / "real.abc"
+    target.write_text("old")
+    link = tmp_path / "link.abc"
+    link.symlink_to(target)
+    cli_ok(["compose", "--model", tiny_model_dir, "--bars", 2, "--seed", 1, "-o", link])
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().startswith("%abc") or "X:" in target.read_text()
+
+
+def test_folder_as_output_is_refused_before_composing(tmp_path):
+    folder = tmp_path / "d.abc"
+    folder.mkdir()
+    # the model is never loaded: the output is checked first
+    err = cli_fails(["compose", "--model", tmp_path / "no-model", "-o", folder], "is a folder")
+    assert ".tmp" not in err and "d.abc/tune.abc" in err
+    cli_fails(["compose", "--model", tmp_path / "no-model", "-o", tmp_path], "is a folder")
+    cli_fails(["continue", tmp_path / "missing.abc", "-o", folder], "is a folder")
+
+
+def test_ingest_to_a_folder_says_so(tmp_path):
+    src = tmp_path / "tunes"
+    src.mkdir()
+    (src / "a.abc").write_text("X:1\nT:a\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|dcBA GFED|DEFG ABcd|d8|]\n")
+    err = cli_fails(["ingest", src, "--out", tmp_path], "is a folder")
+    assert ".tmp" not in err
+
+
+def test_a_small_corpus_gets_valid_and_test_tunes_and_a_warning():
+    tunes = make_tunes(9)
+    keys = [corpus.split_key(m) for m in tunes]
+    split = [0] * len(tunes)
+    warnings = corpus.fill_empty_splits(split, keys)
+    assert split.count(1) >= 1 and split.count(2) >= 1 and split.count(0) >= 5
+    assert any("valid split was empty" in w for w in warnings)
+    assert any("only 9 tunes" in w for w in warnings)
+    assert corpus.fill_empty_splits(split, keys) == [w for w in warnings if "only" in w]
+    one = [0]
+    assert "empty" in corpus.fill_empty_splits(one, keys[:1])[0] and one == [0]
+
+
+def test_train_refuses_a_file_as_out_and_ends_with_the_next_command(tiny_dataset_path, tmp_path):
+    afile = tmp_path / "model"
+    afile.write_text("x")
+    cli_fails(["train", "--data", tiny_dataset_path, "--out", afile], "is a file")
+    out = tmp_path / "m"
+    result = cli_ok(["train", "--data", tiny_dataset_path, "--out", out, "--hidden", 8,
+                     "--epochs", 1, "--batch-size", 8, "--device", "cpu"])
+    last = result.stdout.strip().splitlines()
+    assert last[-1] == f"next: composer compose --model {out} -o tune.mid"
+    assert last[0].startswith("trained 1 epochs") and not result.stdout.startswith("{")
+    result = cli_ok(["train", "--data", tiny_dataset_path, "--out", tmp_path / "j", "--hidden", 8,
+                     "--epochs", 1, "--batch-size", 8, "--device", "cpu", "--json"])
+    assert json.loads(result.stdout)["epochs"] == 1
+
+
+def test_training_stops_when_the_learning_rate_bottoms_out(tiny_dataset_path, tmp_path):
+    # no epoch after the first counts as better, so each one halves the learning rate
+    cfg = TrainConfig(data=tiny_dataset_path, out=str(tmp_path / "m"), hidden=8, epochs=20,
+                      batch_size=8, device="cpu", min_delta=100.0, patience=50,
+                      min_lr_scale=0.2)
+    result = train(cfg, log=lambda _m: None)
+    assert result["stopped"] == "learning rate bottomed out"
+    assert result["epochs"] == 4  # 1, then 0.5, 0.25, 0.125 < 0.2
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_evaluate_on_an_empty_split_says_so(tiny_model_dir, tmp_path, as_json):
+    ds = build_dataset(make_tunes(3))
+    ds.split[:] = 0
+    path = tmp_path / "train-only.npz"
+    ds.save(path)
+    cli_fails(["evaluate", tiny_model_dir, "--data", path, *(["--json"] if as_json else [])],
+              "the test split of")
