@@ -10,7 +10,7 @@ import typer
 from .clicommon import (BEST_OF_OPTION, FRAGMENT_STYLE_OPTION, MODEL_OPTION, OUT_OPTION, SEED_OPTION,
                         HIGH_OPTION, LOW_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, SERVE,
                         STYLE_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION,
-                        TYPE_OPTION, USER_ERRORS, VERBOSE_OPTION, app, fail, sampling_options,
+                        TUNE_OPTION, TYPE_OPTION, USER_ERRORS, VERBOSE_OPTION, app, fail, sampling_options,
                         write_tunes)
 from .music import KEYS, quarters_to_ticks
 from .requests import ComposeRequest
@@ -40,7 +40,9 @@ def compose_command(
                             help=f"Tonic, written as given: {' '.join(KEYS)} (G# minor, but "
                                  "Ab major: at most 7 sharps or flats)."),
     mode: str = typer.Option(ComposeRequest.mode, "--mode",
-                             help="major, minor, dorian, mixolydian, ..."),
+                             help="Mode: major, minor, dorian, mixolydian, lydian or phrygian "
+                                  "(those the model knows; see `composer info`); m, dor, mix "
+                                  "and the other ABC abbreviations work too."),
     style: str = STYLE_OPTION,
     tempo: float = typer.Option(ComposeRequest.tempo, "--tempo", help="Quarter notes per minute."),
     temperature: float = TEMPERATURE_OPTION,
@@ -50,6 +52,8 @@ def compose_command(
     best_of: int = BEST_OF_OPTION,
     low: str = LOW_OPTION,
     high: str = HIGH_OPTION,
+    title: str = typer.Option(None, "--title", show_default="the type and key, e.g. Reel in D",
+                              help="Title of the tune (several are numbered)."),
     threads: int = THREADS_OPTION,
 ) -> None:
     """Compose new tunes in --key --mode: a --type of tune in its usual form (or in --form),
@@ -66,6 +70,7 @@ def compose_command(
         composer = Composer.load(model)
         req = ComposeRequest(bars=bars, meter=meter, key=key, mode=mode, style=style, tempo=tempo,
                              sampling=opts, tune_type=tune_type, form=form, endings=endings,
+                             title=title,
                              pickup=None if pickup is None else quarters_to_ticks(pickup))
         comps = composer.compose_many(req, count)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
@@ -76,6 +81,7 @@ def compose_command(
 @app.command("continue")
 def continue_command(
     input: str = typer.Argument(..., metavar="INPUT", help="Fragment: .mid .abc .musicxml .xml"),
+    tune: str = TUNE_OPTION,
     out: str = OUT_OPTION,
     model: str = MODEL_OPTION,
     bars: int = typer.Option(8, "--bars", help="New complete bars to add (1..256) where no form "
@@ -106,19 +112,24 @@ def continue_command(
     try:
         check_output(out, 1)
         opts = sampling_options(temperature, top_p, seed, best_of, low, high)
-        melody = read_input(input)
+        melody, notes = read_input(input, tune)
         composer = Composer.load(model)
         comp = composer.continue_melody(melody, bars=bars, keep_bars=keep_bars, sampling=opts,
                                         style=style, form=form, tune_type=tune_type)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(e, detail=verbose and getattr(e, "library", "")) from None
+    for note in notes:
+        typer.echo(note, err=True)
     write_tunes([comp], out)
 
 
 @app.command("score")
 def score_command(
     input: str = typer.Argument(..., metavar="INPUT", help="Tune: .mid .abc .musicxml .xml"),
+    tune: str = TUNE_OPTION,
     model: str = MODEL_OPTION,
+    style: str = typer.Option(None, "--style", show_default="INPUT's, else the one it fits best",
+                              help="Style label to score under (a collection: oneills1850, ...)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     verbose: bool = VERBOSE_OPTION,
 ) -> None:
@@ -130,11 +141,37 @@ def score_command(
     from .tunefiles import read_input
 
     try:
-        melody = read_input(input)
-        report = Composer.load(model).score(melody)
+        melody, notes = read_input(input, tune)
+        report = Composer.load(model).score(melody, style=style)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(e, detail=verbose and getattr(e, "library", "")) from None
+    for note in notes:
+        typer.echo(note, err=True)
     typer.echo(json.dumps(report.to_dict()) if as_json else report.to_text())
+
+
+@app.command("info")
+def info_command(
+    model: str = MODEL_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as one JSON object."),
+) -> None:
+    """What a model is and what it can be asked for: size, styles, types, meters, modes,
+    ranges, and its validation figure."""
+    import json
+
+    from .modelfiles import CheckpointError
+    from .sample import Composer
+
+    try:
+        composer = Composer.load(model)
+    except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(e) from None
+    facts = composer.info()
+    if as_json:
+        typer.echo(json.dumps(facts))
+        return
+    typer.echo("\n".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in facts.items()))
 
 
 @app.command("serve")

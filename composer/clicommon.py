@@ -60,8 +60,8 @@ def need_torch(command: str):
 _OUT_HELP = ("Output file: .mid .abc .musicxml .xml .json .wav, or - for ABC on stdout. "
              "Several tunes: numbered files, or one multi-tune .abc.")
 _THREADS_HELP = ("CPU threads for the matrix products. Sampling is a chain of small steps, so 1 "
-                 "is fastest for a single tune (and on a busy machine); more can help big "
-                 "--count batches.")
+                 "is fastest for a single tune (and on a busy machine); more can help when many "
+                 "tunes are sampled at once.")
 # Options shared by compose, continue and score.
 MODEL_OPTION = typer.Option(None, "--model", show_default="the shipped model",
                             help="Model folder (model.safetensors + config.json).")
@@ -90,6 +90,8 @@ NEW_LOW_OPTION = typer.Option(pitch_name(SamplingOptions.low), "--low",
                               help=_PITCH_HELP.format("Lowest", " of the new notes"))
 NEW_HIGH_OPTION = typer.Option(pitch_name(SamplingOptions.high), "--high",
                                help=_PITCH_HELP.format("Highest", " of the new notes"))
+TUNE_OPTION = typer.Option(None, "--tune", show_default="the first readable tune",
+                           help="Which tune of a multi-tune ABC file: its X: number or title.")
 VERBOSE_OPTION = typer.Option(False, "--verbose", "-v", help="On a file that cannot be read, "
                               "also print the reading library's own message.")
 

@@ -24,7 +24,8 @@ import sys
 import numpy as np
 
 from .modelconfig import ModelConfig, input_tables, label_keys, reads_closes
-from .modelfiles import ModelWeights
+from .modelfiles import CheckpointError, ModelWeights
+from .music import MusicError
 
 NOTE_INPUTS = 4  # dur_in, pitch_in, pos_in, pos_out: the first inputs of every step
 
@@ -241,3 +242,28 @@ class EngineBatch:
         gi += self.m_from_r
         out = e.melody.run(gi, self.h_m, self.gh_m)
         return out[:, e.pitch_cols]
+
+
+ENGINES = ("auto", "numpy", "torch")  # what may run a model (see network_for)
+
+
+def network_for(loaded, engine: str = "auto"):
+    """The network the sampler steps: the numpy engine, or the torch model (torchnet)."""
+    if engine not in ENGINES:
+        raise MusicError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}",
+                         field="engine")
+    problem = supports(loaded.cfg)
+    if isinstance(loaded, ModelWeights) and engine != "torch" and problem is None:
+        return Engine(loaded)
+    if engine == "numpy":
+        raise CheckpointError(problem or "the numpy engine reads a model folder, not a torch model")
+    try:
+        from .torchnet import TorchNet
+    except ImportError:
+        raise CheckpointError(f"{problem or 'the torch engine was asked for'}; that needs "
+                              "torch: pip install 'composer[train]'") from None
+    if isinstance(loaded, ModelWeights):
+        from .checkpoint import model_from_weights
+
+        loaded = model_from_weights(loaded)
+    return TorchNet(loaded.model)

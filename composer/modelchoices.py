@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from .encoding import Vocab
 from .formplan import DEFAULT_BARS, TypeForms
-from .music import KEYS, Meter, MusicError
+from .music import KEYS, Meter, MusicError, pitch_name
 from .requests import DEFAULT_METER, LIMITS, ComposeRequest
 from .tunetype import normalize_type
+
+
+# Human names of the style ids of the collections composer is trained on (the id stays the
+# label a request names; the name is what a page or a title shows).
+STYLE_NAMES = {
+    "oneills1850": "O'Neill's Music of Ireland (1850)",
+    "ryansMammoth": "Ryan's Mammoth Collection (1883)",
+    "airdsAirs": "Aird's Selection of Scotch, English, Irish and Foreign Airs (1782-1797)",
+    "essenFolksong": "the Essen folksong collection",
+    "miscFolk": "music21's miscellaneous folk tunes",
+}
 
 
 class ModelChoices:
@@ -29,6 +40,7 @@ class ModelChoices:
         return {
             "meters": list(v.meters), "modes": list(v.modes), "keys": list(KEYS),
             "styles": list(v.styles),
+            "style_names": {s: STYLE_NAMES.get(s, s) for s in v.styles},
             "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
             "types": list(v.types),
             "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars", "pickup", "style") if k in u}
@@ -53,8 +65,9 @@ class ModelChoices:
         except MusicError:
             meter = None
         if meter is None or str(meter) not in self.vocab.meters:
-            raise MusicError(f"unknown meter {text!r}; valid meters: "
-                             f"{', '.join(self.vocab.meters)}", field="meter")
+            raise MusicError(f"unknown meter {text!r}: this model knows the meters "
+                             f"{', '.join(self.vocab.meters)} (those its corpus holds enough "
+                             "tunes in)", field="meter")
         return meter
 
     def fragment_mode(self, mode: str) -> str:
@@ -100,3 +113,39 @@ def default_style(config: dict, vocab: Vocab) -> str:
             if known:
                 return max(known, key=lambda k: (known[k], k))
     return vocab.styles[0]
+
+
+MAX_TITLE = 120  # characters of a title given with the request
+
+
+def tune_title(tune_type: str, key: str, mode: str) -> str:
+    """A title as a musician would write it: "Reel in D", "Jig in E minor", "Tune in G dorian"."""
+    kind = tune_type.capitalize() if tune_type not in ("", "other") else "Tune"
+    return f"{kind} in {key}" + ("" if mode == "major" else f" {mode}")
+
+
+def model_facts(name: str, cfg, config: dict, choices: ModelChoices) -> dict:
+    """What a model is and what it can be asked for (`composer info`): its network, size,
+    labels, keys, pitch range and validation figure."""
+    v, o = choices.vocab, choices.options()
+    metrics = config.get("metrics") or {}
+    low, high = v.pitch_low, v.pitch_high
+    facts = {
+        "model": name,
+        "network": f"{cfg.arch}, {cfg.cell.upper()} {cfg.layers} x {cfg.hidden} per network, "
+                   f"form inputs {cfg.form}",
+        "parameters": f"{config.get('params', 0):,}",
+        "styles": [f"{s} ({STYLE_NAMES[s]})" if s in STYLE_NAMES else s for s in v.styles],
+        "default style": choices.default_style,
+        "tune types": list(v.types), "meters": list(v.meters), "modes": list(v.modes),
+        "keys": o["keys"],
+        "pitch range": f"{pitch_name(low)}..{pitch_name(high)} ({low}..{high}) at tonic C, "
+                       "moved to the key asked for",
+        "bars": f"{o['limits']['bars']['min']}..{o['limits']['bars']['max']}",
+    }
+    if "valid_total" in metrics:
+        facts["validation"] = (f"{metrics['valid_total']:.3f} bits/note (rhythm "
+                               f"{metrics['valid_rhythm']:.3f}, pitch {metrics['valid_pitch']:.3f}"
+                               f"), epoch {metrics.get('epoch')}")
+    return facts
+

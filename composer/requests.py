@@ -67,6 +67,7 @@ class ComposeRequest:
     #                          and no bars, the type's usual form
     endings: bool | None = None  # first and second endings on repeated parts; None: as the
     #                              type's repeated parts mostly have them or not
+    title: str | None = None  # None: the type and key ("Reel in D", "Jig in E minor")
 
 
 @dataclass
@@ -117,16 +118,19 @@ class ScoreReport:
     total_bits: float
     bits_per_note: float
     most_surprising: list[NoteScore]
+    style_from: str = "asked"  # how the style was chosen: asked, the file's, or best fit
 
     def to_dict(self) -> dict:
         return {"title": self.title, "key": self.key, "meter": self.meter, "style": self.style,
+                "style_from": self.style_from,
                 "notes": [n.to_dict() for n in self.notes], "end_bits": round(self.end_bits, 4),
                 "total_bits": round(self.total_bits, 4),
                 "bits_per_note": round(self.bits_per_note, 4),
                 "most_surprising": [n.to_dict() for n in self.most_surprising]}
 
     def to_text(self) -> str:
-        lines = [f"{self.title or 'untitled'}: {self.key}, {self.meter}, style {self.style}",
+        lines = [f"{self.title or 'untitled'}: {self.key}, {self.meter}, style {self.style} "
+                 f"({self.style_from})",
                  f"{len(self.notes)} notes, total {self.total_bits:.1f} bits "
                  f"(END {self.end_bits:.2f}), {self.bits_per_note:.3f} bits/note",
                  "most surprising notes:"]

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from .encoding import BOS, N_SPECIAL, REST, Vocab, encode, streams
-from .engine import Engine, supports
+from .engine import network_for
 from .form import Form, bars_after_pickup
 from .formfeatures import FormTracker, Layout, form_streams, tune_form, tune_ticks
 from .generate import RhythmPlan, Start, bits, rhythm_plan, sample
-from .modelchoices import ModelChoices
+from .modelchoices import MAX_TITLE, ModelChoices, model_facts, tune_title
 from .modelconfig import form_keys, reads_closes
-from .modelfiles import CheckpointError, ModelWeights
+from .modelfiles import CheckpointError
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, Note, nearest_shift,
                     normalize_mode, pitch_name, tonic_name, tonic_pitch_class)
 from .requests import (DEFAULT_METER, LIMITS, ComposeRequest, Composition, NoteScore,
@@ -45,7 +45,7 @@ class Composer:
         self.vocab: Vocab = loaded.vocab
         self.config: dict = loaded.config
         self.name = name
-        self.net = _network(loaded, engine)
+        self.net = network_for(loaded, engine)
         self._plans: dict[tuple, RhythmPlan] = {}
         self._ticks = np.array([0] * N_SPECIAL + list(self.vocab.durations), np.int64)
         self.choices = ModelChoices(self.vocab, self.config, self.net.label_keys)
@@ -71,6 +71,10 @@ class Composer:
     def options(self) -> dict:
         """Valid values, limits and defaults, for a CLI, an API or a form."""
         return self.choices.options()
+
+    def info(self) -> dict:
+        """The facts `composer info` shows: what the model is and what it can be asked for."""
+        return model_facts(self.name, self.cfg, self.config, self.choices)
 
     def _layout(self, form: Form, meter: Meter, start: int, total: int) -> Layout:
         if not 1 <= form.written_bars <= LIMITS["bars"][1]:
@@ -144,7 +148,8 @@ class Composer:
         mode = self.choices.label("mode", mode)
         key = tonic_name(str(req.key), mode)  # as asked: F# stays F#, Gb stays Gb
         usual = self.forms.usual(given_type) if given_type else {}
-        style = self.choices.style(req.style or (self.choices.type_style(given_type) if given_type else None))
+        # no style asked: the usual collection of the type (asked, or the meter's usual one)
+        style = self.choices.style(req.style or self.choices.type_style(tune_type))
         pickup = req.pickup if req.pickup is not None else (
             int(usual.get("pickup", 0)) if usual.get("meter") == str(meter) else 0)
         t0, t1 = LIMITS["tempo"]
@@ -178,10 +183,10 @@ class Composer:
             rows += self._sample(begin, plan, meter, labels, pitch_bias, opts, n * opts.best_of,
                                  batch_seed, lay)
         out = []
-        name = tune_type.capitalize() if tune_type != "other" else style
+        name = (req.title or "").strip()[:MAX_TITLE] or tune_title(tune_type, key, mode)
         for i, (durs, pits, surprisal, end_bits) in enumerate(_best(rows, count, opts.best_of)):
             notes = self._notes(durs, pits, shift)
-            title = f"{name} in {key} {mode}" + (f" no. {i + 1}" if count > 1 else "")
+            title = name + (f" no. {i + 1}" if count > 1 else "")
             mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=pickup,
                          tempo=float(req.tempo), title=title, style=style, form=form,
                          tune_type=tune_type, tonic_name=key)
@@ -204,6 +209,9 @@ class Composer:
         if keep_bars is not None and (not isinstance(keep_bars, int) or keep_bars < 1):
             raise MusicError(f"keep_bars must be a positive number of bars, got {keep_bars}",
                              field="keep_bars")
+        if keep_bars is not None and keep_bars > melody.complete_bars():
+            raise MusicError(f"keep_bars {keep_bars} is more than the fragment's "
+                             f"{melody.complete_bars()} bars", field="keep_bars")
         frag = melody if keep_bars is None else replace(
             melody, notes=melody.split_at_bar(keep_bars)[0])
         if not frag.notes:
@@ -248,22 +256,35 @@ class Composer:
         return Composition(mel, frag_s + surprisal, _per_note(frag_s + surprisal, end_bits), seed,
                            fragment_notes=len(frag.notes))
 
-    def score(self, melody: Melody) -> ScoreReport:
-        """Per-note rhythm and pitch surprisal of a tune, from one teacher-forced pass."""
+    def score(self, melody: Melody, style: str | None = None) -> ScoreReport:
+        """Per-note rhythm and pitch surprisal of a tune, from one teacher-forced pass, under
+        `style`, else the style the file names, else the style under which the tune is most
+        likely (the report says which)."""
         if not melody.notes:
             raise MusicError("the tune has no notes")
         meter = self.choices.meter(str(melody.meter))
         mode = self.choices.fragment_mode(melody.mode)
-        style = self.choices.style(melody.style if melody.style in self.vocab.styles else None)
         kind = self.choices.tune_type(None, melody.tune_type, meter)
-        enc = encode(replace(melody, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
-        total = tune_ticks(enc, self.vocab)
-        form = tune_form(enc, self.vocab, total)
-        if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
-            form = tune_form(replace(enc, form=None), self.vocab, total)
-        n = len(enc.durations)
-        rhythm, pitch, _, _ = self._read(enc, form, total, self.choices.ids(meter, mode, style, kind),
-                                         n + 1)
+        if style:
+            candidates, style_from = [self.choices.label("style", style)], "asked"
+        elif melody.style in self.vocab.styles:
+            candidates, style_from = [melody.style], "the file's"
+        else:
+            candidates, style_from = list(self.vocab.styles), "best fit"
+        best = None
+        for label in candidates:
+            enc = encode(replace(melody, mode=mode, style=label, tune_type=kind), self.vocab,
+                         snap=True)
+            total = tune_ticks(enc, self.vocab)
+            form = tune_form(enc, self.vocab, total)
+            if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
+                form = tune_form(replace(enc, form=None), self.vocab, total)
+            n = len(enc.durations)
+            rhythm, pitch, _, _ = self._read(enc, form, total,
+                                             self.choices.ids(meter, mode, label, kind), n + 1)
+            if best is None or rhythm.sum() + pitch.sum() < best[0]:
+                best = (float(rhythm.sum() + pitch.sum()), label, rhythm, pitch)
+        _, style, rhythm, pitch = best
         bar, beat = meter.bar_ticks, meter.beat_ticks
         first_bar = 0 if melody.pickup else 1
         notes = []
@@ -275,7 +296,7 @@ class Composer:
         top = sorted(notes, key=lambda x: -x.bits)[:5]
         return ScoreReport(melody.title, melody.key_name(),
                            str(meter), style, notes, float(rhythm[n]), total_bits,
-                           total_bits / (n + 1), top)
+                           total_bits / (n + 1), top, style_from)
 
     def _steps(self, enc, form: Form, total: int) -> dict[str, np.ndarray]:
         """Model inputs and targets of an encoded tune (see encoding.streams), with its form
@@ -361,28 +382,3 @@ def _octave_shift(at_c: list[int | None], enc, vocab: Vocab) -> int:
     moved = Counter(vocab.pitch_value(int(t)) - p for p, t in zip(at_c, enc.pitches)
                     if p is not None and int(t) != REST)
     return moved.most_common(1)[0][0] if moved else 0
-
-
-ENGINES = ("auto", "numpy", "torch")  # what may run a model (see _network)
-
-
-def _network(loaded, engine: str):
-    """The network the sampler steps: the numpy engine, or the torch model (torchnet)."""
-    if engine not in ENGINES:
-        raise MusicError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}",
-                         field="engine")
-    problem = supports(loaded.cfg)
-    if isinstance(loaded, ModelWeights) and engine != "torch" and problem is None:
-        return Engine(loaded)
-    if engine == "numpy":
-        raise CheckpointError(problem or "the numpy engine reads a model folder, not a torch model")
-    try:
-        from .torchnet import TorchNet
-    except ImportError:
-        raise CheckpointError(f"{problem or 'the torch engine was asked for'}; that needs "
-                              "torch: pip install 'composer[train]'") from None
-    if isinstance(loaded, ModelWeights):
-        from .checkpoint import model_from_weights
-
-        loaded = model_from_weights(loaded)
-    return TorchNet(loaded.model)

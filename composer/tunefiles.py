@@ -5,18 +5,55 @@ from __future__ import annotations
 from pathlib import Path
 
 from .formats import output_targets, read_melody, save, to_abc
+from .formats.abc import abc_extras, iter_abc
 from .music import Melody, MusicError
 from .requests import Composition
 
 
-def read_input(path: str | Path) -> Melody:
-    """The melody of a music file (first tune; the melody track of a multi-track MIDI)."""
+def read_input(path: str | Path, tune: str | None = None) -> tuple[Melody, list[str]]:
+    """The melody of a music file (the melody track of a multi-track MIDI), and what to tell
+    the user about it. In a multi-tune ABC file `tune` picks one by X: number or title; without
+    it the first readable tune is used, and the notes say which, and what the melody leaves
+    out (chord symbols, decorations, ...)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"input file not found: {path}")
     if p.is_dir():
         raise MusicError(f"{path} is a folder, not a music file")
-    return read_melody(p.read_bytes(), p.name)
+    data = p.read_bytes()
+    if p.suffix.lower() != ".abc":
+        if tune is not None:
+            raise MusicError(f"--tune picks a tune of a multi-tune ABC file; {p.name} is not "
+                             "one", field="tune")
+        return read_melody(data, p.name), []
+    tunes = list(iter_abc(data.decode("utf-8", errors="replace")))
+    chosen = range(len(tunes))
+    if tune is not None:
+        want = str(tune).strip().lower()
+        chosen = [i for i, (number, title, _, _) in enumerate(tunes)
+                  if str(number) == want or (title or "").strip().lower() == want]
+        if not chosen:
+            listed = ", ".join(f"{n} {t or ''}".strip() for n, t, _, _ in tunes[:10])
+            raise MusicError(f"no tune numbered or titled {tune!r} in {p.name}; it holds "
+                             f"{len(tunes)}: {listed}{' ...' if len(tunes) > 10 else ''}",
+                             field="tune")
+    first_error = None
+    for i in chosen:
+        number, title, _, text = tunes[i]
+        try:
+            melody = read_melody(text().encode(), p.name)
+        except MusicError as e:
+            first_error = first_error or e
+            continue
+        notes = []
+        if len(tunes) > 1:
+            notes.append(f"using tune {i + 1} of {len(tunes)} in {p.name} (X:{number} "
+                         f"{title or 'untitled'}); choose another with --tune")
+        left_out = abc_extras(text())
+        if left_out:
+            notes.append("the melody leaves out " + ", ".join(f"{n} {k}" for k, n in left_out.items()))
+        return melody, notes
+    raise first_error
 
 
 def check_output(out: str, count: int) -> None:
@@ -37,7 +74,18 @@ def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | 
 
 
 def report_line(comps: list[Composition], written: list[Path]) -> str:
-    """One line for the terminal: what was written, the seed and bits/note."""
-    bits = ", ".join(f"{c.bits_per_note:.2f}" for c in comps)
-    where = ", ".join(str(p) for p in written) if written else "ABC to stdout"
-    return f"wrote {where} (seed {comps[0].seed}; bits/note {bits})"
+    """One line for the terminal: what was written (the type and style it was composed in),
+    the seed and bits/note; many files are summarised by their first and last."""
+    bits = [c.bits_per_note for c in comps]
+    if len(written) > 4:
+        where = f"{len(written)} files, {written[0]} .. {written[-1]}"
+    else:
+        where = ", ".join(str(p) for p in written) if written else "ABC to stdout"
+    if len(bits) > 4:
+        said = f"bits/note {min(bits):.2f}..{max(bits):.2f}, mean {sum(bits) / len(bits):.2f}"
+    else:
+        said = "bits/note " + ", ".join(f"{b:.2f}" for b in bits)
+    m = comps[0].melody
+    about = [m.tune_type if m.tune_type not in ("", "other") else "", m.style and f"style {m.style}"]
+    about = ", ".join(x for x in about if x)
+    return f"wrote {where} ({about + '; ' if about else ''}seed {comps[0].seed}; {said})"

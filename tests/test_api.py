@@ -261,6 +261,25 @@ def test_compose_accepts_aliases_and_any_case(client):
     assert r.json()["key"] == "Bb" and r.json()["mode"] == "dorian"
 
 
+def test_keys_are_offered_and_answered_as_spelled(client, options):
+    assert {"F#", "Gb", "C#", "Db", "G#", "D#", "A#", "Cb"} <= set(options["keys"])
+    for key, mode, k_line in (("F#", "major", "K:F#"), ("G#", "minor", "K:G#m"), ("eb", "minor", "K:Ebm")):
+        r = client.post("/api/compose", json={"bars": 2, "key": key, "mode": mode, "seed": 1})
+        assert r.status_code == 200, r.text
+        tune = r.json()
+        assert tune["key"] == key.capitalize() and f"\n{k_line}\n" in tune["abc"]
+    r = client.post("/api/compose", json={"bars": 2, "key": "G#", "mode": "major", "seed": 1})
+    assert_error(r, 422, "key")
+    assert "Ab" in r.json()["error"]
+    r = client.post("/api/compose", json={"bars": 2, "key": "F#m", "seed": 1})
+    assert_error(r, 422, "key")
+    assert "--mode minor" in r.json()["error"]
+    r = client.post("/api/continue", files=upload(to_midi_bytes(jig_fragment()), "f.mid"),
+                    data={"bars": "1", "key": "C#", "seed": "2"})
+    assert r.status_code == 200, r.text
+    assert r.json()["key"] == "C#" and "\nK:C#\n" in r.json()["abc"]
+
+
 # --- continue and score -------------------------------------------------------------------------
 
 def upload(data: bytes, name: str):

@@ -103,3 +103,74 @@ def test_evaluate_on_an_empty_split_says_so(tiny_model_dir, tmp_path, as_json):
     ds.save(path)
     cli_fails(["evaluate", tiny_model_dir, "--data", path, *(["--json"] if as_json else [])],
               "the test split of")
+
+
+TWO_TUNES = ('X:1\nT:First\nM:6/8\nL:1/8\nR:jig\nK:G\n"G"GAB ~c2d|!trill!e3 {g}f2e|"D"dBG A3|'
+             'G6|]\n\nX:7\nT:Second Tune\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|edcB A4|DEFG ABcd|d8|]\n')
+
+
+def test_tune_picks_one_of_a_multi_tune_file_and_the_notes_say_which(tmp_path):
+    path = tmp_path / "two.abc"
+    path.write_text(TWO_TUNES)
+    first = cli_ok(["score", path])
+    assert "using tune 1 of 2 in two.abc (X:1 First); choose another with --tune" in first.stderr
+    assert "leaves out 2 chord symbols, 2 decorations, 1 grace notes" in first.stderr
+    for pick in ("7", "second tune"):
+        second = cli_ok(["score", path, "--tune", pick, "--json"])
+        assert json.loads(second.stdout)["title"] == "Second Tune"
+        assert "using tune 2 of 2" in second.stderr
+    cli_fails(["score", path, "--tune", "9"],
+              "no tune numbered or titled '9' in two.abc; it holds 2: 1 First, 7 Second Tune")
+
+
+def test_version_short_help_and_bare_command():
+    from composer import __version__
+
+    assert cli_ok(["--version"]).stdout.strip() == f"composer {__version__}"
+    assert "compose" in cli_ok(["-h"]).stdout
+    bare = cli_ok([]).stdout
+    assert bare.index("compose ") < bare.index("ingest ") < bare.index("train ")
+    assert "compose" in cli_ok(["compose", "-h"]).stdout
+
+
+def test_info_names_the_model_and_what_it_can_be_asked(tiny_model_dir):
+    facts = json.loads(cli_ok(["info", "--model", tiny_model_dir, "--json"]).stdout)
+    assert facts["meters"] and facts["modes"] and facts["styles"] and facts["keys"]
+    assert "parameters" in facts and "pitch range" in facts
+    text = cli_ok(["info"]).stdout  # the shipped model
+    assert "oneills1850 (O'Neill's Music of Ireland (1850))" in text
+    assert "validation: " in text and "bits/note" in text
+
+
+def test_titles_name_the_type_and_key_and_the_default_style_follows_the_meter(tmp_path):
+    out = tmp_path / "t.json"
+    result = cli_ok(["compose", "--meter", "6/8", "--key", "E", "--mode", "minor", "--seed", 1,
+                     "-o", out])
+    tune = json.loads(out.read_text())
+    assert tune["title"] == "Jig in E minor"
+    assert "(jig, style oneills1850;" in result.stderr
+    cli_ok(["compose", "--bars", 2, "--title", "The Kesh", "-o", out])
+    assert json.loads(out.read_text())["title"] == "The Kesh"
+
+
+def test_score_takes_a_style_or_picks_the_best_fit(tmp_path):
+    path = tmp_path / "two.abc"
+    path.write_text(TWO_TUNES)
+    from composer.sample import Composer
+
+    styles = Composer.load().vocab.styles
+    best = json.loads(cli_ok(["score", path, "--json"]).stdout)
+    assert best["style_from"] == "best fit"
+    each = {s: json.loads(cli_ok(["score", path, "--json", "--style",
+                                  s]).stdout)["total_bits"] for s in styles}
+    assert best["style"] == min(each, key=each.get)
+    assert best["total_bits"] == min(each.values())
+    cli_fails(["score", path, "--style", "nope"], "valid styles")
+
+
+def test_many_outputs_are_summarised_in_one_short_line(tiny_model_dir, tmp_path):
+    result = cli_ok(["compose", "--model", tiny_model_dir, "--bars", 2, "--count", 12, "-o",
+                     tmp_path / "t.mid"])
+    line = result.stderr.strip()
+    assert "wrote 12 files," in line and "t-01.mid .. " in line and "t-12.mid" in line
+    assert len(line) < 250 and "mean" in line

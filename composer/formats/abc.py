@@ -57,6 +57,20 @@ def split_abc(text: str) -> list[tuple[int | None, str]]:
     return [(number, tune()) for number, _, _, tune in iter_abc(text)]
 
 
+def abc_extras(tune: str) -> dict[str, int]:
+    """What the melody reader leaves out of one ABC tune's music lines, counted: chord symbols,
+    annotations, decorations (!trill!, ~ and the like) and grace notes."""
+    counts = {"chord symbols": 0, "annotations": 0, "decorations": 0, "grace notes": 0}
+    for line in tune.splitlines():
+        if _FIELD_LINE.match(line) or line.startswith("%"):
+            continue
+        for text in re.findall(r'"([^"]*)"', line):
+            counts["annotations" if text[:1] in "^_<>@" else "chord symbols"] += 1
+        counts["decorations"] += len(re.findall(r"![^!\n]*!|\+[^+\n]*\+", line)) + line.count("~")
+        counts["grace notes"] += len(re.findall(r"\{[^}]*\}", line))
+    return {k: v for k, v in counts.items() if v}
+
+
 def _clean_music_line(line: str) -> str:
     """Drop chord symbols and annotations, grace notes, slurs and `H` (fermata) from a music line.
 
