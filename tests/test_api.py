@@ -84,6 +84,9 @@ def test_options_lists_choices_limits_and_defaults(options):
         assert key in options
     assert "6/8" in options["meters"] and "major" in options["modes"] and "D" in options["keys"]
     assert options["styles"]
+    # Every style has a name to show; one that is not a known collection shows its id.
+    assert set(options["style_names"]) == set(options["styles"])
+    assert all(isinstance(n, str) and n for n in options["style_names"].values())
 
 
 def test_the_request_schema_has_the_limits_that_options_advertise(client, options):

@@ -200,6 +200,9 @@ def test_options_drive_the_controls(server, browser):
     styles = page.eval_on_selector_all("#style option", "els => els.map(e => e.value)")
     assert meters == options["meters"] and modes == options["modes"]
     assert styles == options["styles"]
+    # The menu shows each style's collection name; the value sent is its id.
+    shown = page.eval_on_selector_all("#style option", "els => els.map(e => e.textContent)")
+    assert shown == [options["style_names"][s] for s in options["styles"]]
     assert page.input_value("#style") == options["defaults"]["style"]
     # The page's limits and defaults are the ones /api/options advertises (it has none of its own).
     limits, defaults = options["limits"], options["defaults"]

@@ -85,6 +85,14 @@ def test_abc_section_pickups_are_aligned_and_lost_beats_are_irregular():
     assert tune.error == "irregular bars" and tune.melody is None
 
 
+def test_a_fragment_with_one_barline_keeps_its_pickup():
+    # music21 builds measures only where a tune has two barlines; a short fragment that a user
+    # brings to continue may have one, and its pickup must still put bar 1 on the downbeat.
+    m = read_tunes("f.abc", b"X:1\nM:4/4\nL:1/8\nK:G\nG2 | ABcd efga |]\n")[0].melody
+    assert m.pickup == 24 and len(m.notes) == 9
+    assert read_tunes("n.abc", b"X:1\nM:4/4\nL:1/8\nK:G\nABcd efga\n")[0].melody.pickup == 0
+
+
 def test_abc_titles_in_legacy_encodings_are_decoded():
     music = "\nM:2/4\nL:1/8\nK:G\nGA Bc | d4 |]\n"
     files = {

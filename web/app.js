@@ -60,9 +60,10 @@ function limit(name) {
   return { min: l.min, max: l.max };
 }
 
-function fillSelect(sel, values, chosen) {
+// `names` (optional) maps a value to what the menu shows, such as a style id to its collection.
+function fillSelect(sel, values, chosen, names) {
   sel.replaceChildren();
-  for (const v of values || []) sel.append(new Option(v, v, false, v === chosen));
+  for (const v of values || []) sel.append(new Option((names || {})[v] || v, v, false, v === chosen));
   if (chosen != null && (values || []).includes(chosen)) sel.value = chosen;
 }
 
@@ -77,7 +78,7 @@ async function loadOptions() {
   fillSelect($("meter"), opts.meters, d.meter);
   fillSelect($("key"), opts.keys, d.key);
   fillSelect($("mode"), opts.modes, d.mode);
-  fillSelect($("style"), opts.styles, d.style);
+  fillSelect($("style"), opts.styles, d.style, opts.style_names);
   for (const t of opts.types || []) $("type").append(new Option(t, t));
   $("type").addEventListener("change", typeChanged);
   $("form-spec").addEventListener("input", typeChanged);
@@ -242,7 +243,7 @@ function show(tune, endpoint) {
   chip(`${bars} bars`);
   if (tune.type && tune.type !== "other") chip(tune.type);
   if (tune.form && tune.form !== "A") chip(`form ${tune.form}`).id = "form-chip";
-  if (tune.style) chip(tune.style);
+  if (tune.style) chip((state.options.style_names || {})[tune.style] || tune.style);
   if (tune.bits_per_note != null) chip(`${tune.bits_per_note.toFixed(2)} bits/note`, "strong").id = "bits";
   if (tune.seed != null) {
     const s = document.createElement("button");

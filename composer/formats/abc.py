@@ -216,6 +216,9 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[
             raise Skip("meter change", f"{meter} -> {text.strip()}")
     voices = handler.splitByVoice()
     handlers = voices if len(voices) == 1 else [voices[0] + v for v in voices[1:]]
+    for h in handlers:  # music21 builds measures only from two barlines; a fragment may have one
+        if any(isinstance(t, m21.abcFormat.ABCBar) for t in h.tokens):
+            h.definesMeasures = lambda: True
     parts = [m21.translate.abcToStreamPart(h, inputM21=m21.FastPart()) for h in handlers]
     part = best_part(parts, meter, m21, limits, lines=True)
     tonic, mode, written = _abc_key(key_text)
