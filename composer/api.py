@@ -7,11 +7,10 @@ import base64
 import logging
 import math
 import re
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,17 +21,25 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .admission import Admission, Busy, compose_units, upload_notes, upload_units
+from .cancel import Cancelled, cancellable
 from .form import played
+from .formplan import parse_form
 from .formats import FormatError, read_melody, render, to_abc, to_midi_bytes
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, tonic_name, tonic_pitch_class)
 from .apischemas import (API_LIMITS, DOCUMENTED, FILE_TYPES, MAX_BODY_BYTES, MAX_SVG_NOTES,
-                         MAX_UPLOAD_BYTES, RETRY_AFTER_S, UPLOAD_LIMITS, APIError, ComposeBody,
+                         MAX_UPLOAD_BYTES, UPLOAD_LIMITS, APIError, ComposeBody,
                          ContinueForm, Error, FormatQuery, NotationWidthQuery, UploadParam,
                          error_response, resolve_request)
 from .engraving import NotationRenderer
+from .httpguard import Access, BodyLimit, Guard
 from .sample import Composer, ComposeRequest, Composition
 
 log = logging.getLogger(__name__)
+# python-multipart warns on stderr about malformed bodies, which get their own 4xx
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
+DISCONNECT_POLL_S = 0.1  # how often a waiting request checks that its client is still there
+CLIENT_GONE = 499  # the status logged for a request whose client left before the answer
 
 # --- the work done in the pool ----------------------------------------------------------------
 
@@ -126,46 +133,42 @@ def _override(melody: Melody, req: ComposeRequest, given: dict[str, Any]) -> Mel
 
 # --- the app ----------------------------------------------------------------------------------
 
-@dataclass
-class Gate:
-    """Counts jobs queued or running in the pool and refuses new ones beyond `capacity`."""
-
-    capacity: int
-    in_flight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def enter(self) -> bool:
-        with self.lock:
-            if self.in_flight >= self.capacity:
-                return False
-            self.in_flight += 1
-            return True
-
-    def leave(self, *_: Any) -> None:
-        with self.lock:
-            self.in_flight -= 1
-
-
-async def run_job(request: Request, fn: Callable[[], Any], given: set[str] | None = None) -> Any:
-    """Run `fn()` in the app's bounded pool; 503 with Retry-After when pool and queue are full.
-    A MusicError is a 422 naming its field when that field is one of `given` (the fields the
-    request set; None: every field is the request's), else a 400 about the uploaded file."""
+async def run_job(request: Request, fn: Callable[[], Any], kind: str, units: float,
+                  given: set[str] | None = None) -> Any:
+    """Run `fn()` in the app's pool if admission takes it (else 503 with Retry-After), as work
+    that stops when the client leaves. A MusicError is a 422 naming its field when that field is
+    one of `given` (the fields the request set; None: every field is the request's), else a 400
+    about the uploaded file."""
     state = request.app.state
-    if not state.gate.enter():
-        raise APIError(503, "the server is busy; try again in a moment",
-                       headers={"Retry-After": str(RETRY_AFTER_S)})
+    try:
+        job = state.admission.admit(request.client.host if request.client else "", kind, units)
+    except Busy as e:
+        raise APIError(503, e.message, headers={"Retry-After": str(math.ceil(e.retry_after))},
+                       extra={"retry_after_s": round(e.retry_after, 2)}) from None
 
-    def job() -> Any:
+    def work() -> Any:
+        state.admission.start(job)
         try:
-            return fn()
+            with cancellable(job.cancel):
+                return fn()
         except MusicError as e:
             if given is None or e.field in given:  # a request field at fault
                 raise APIError(422, str(e), e.field) from None
             raise APIError(400, str(e), "file") from None  # the file's own music
 
-    future = state.pool.submit(job)
-    future.add_done_callback(state.gate.leave)  # the slot frees when the work ends, not the client
-    return await asyncio.wrap_future(future)
+    future = state.pool.submit(work)
+    future.add_done_callback(lambda _: state.admission.finish(job))
+    result = asyncio.wrap_future(future)
+    while not result.done():
+        await asyncio.wait([result], timeout=DISCONNECT_POLL_S)
+        if not result.done() and await request.is_disconnected():
+            job.cancel.set()  # queued work never starts; running work stops at its next step
+            result.add_done_callback(lambda f: f.cancelled() or f.exception())
+            return Response(status_code=CLIENT_GONE)
+    try:
+        return result.result()
+    except Cancelled:
+        return Response(status_code=CLIENT_GONE)
 
 
 async def read_upload(file: UploadFile) -> bytes:
@@ -176,42 +179,6 @@ async def read_upload(file: UploadFile) -> bytes:
     if not data:
         raise APIError(400, "the file is empty", "file")
     return data
-
-
-class BodyLimit:
-    """ASGI middleware: reads request bodies up to `limit` bytes into memory, else answers 413."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            return await self.app(scope, receive, send)
-        too_large = error_response(413, "the upload is larger than 1 MB", "file")
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await too_large(scope, receive, send)
-        chunks, size = [], 0
-        while True:  # chunked uploads have no Content-Length: count what arrives
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await too_large(scope, receive, send)
-            if not message.get("more_body"):
-                break
-        body, replayed = b"".join(chunks), False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -234,10 +201,13 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limit: int = 16,
-               composer: Composer | None = None) -> FastAPI:
+               composer: Composer | None = None, access: Access | None = None,
+               max_wait: float = 1.0, client_share: int | None = None) -> FastAPI:
     """The web app. The model at `model_dir` (None: the shipped default) loads once at startup,
-    unless a loaded `composer` is given. At most `workers` requests generate at a time and
-    `queue_limit` more wait; the rest get 503."""
+    unless a loaded `composer` is given. At most `workers` requests generate at a time; more are
+    admitted while they would start within `max_wait` seconds, up to `queue_limit` waiting and
+    `client_share` (default: `workers`) in flight per client address; the rest get 503.
+    `access` names the hosts and other origins served (None: any host, no other origin)."""
     if workers < 1 or queue_limit < 0:
         raise ValueError("workers must be >= 1 and queue_limit >= 0")
 
@@ -248,22 +218,30 @@ def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limi
         app.state.options = _api_options(loaded.options())
         app.state.model_name = loaded.name or Path(model_dir or "folk").name
         app.state.renderer = NotationRenderer()
-        app.state.gate = Gate(workers + queue_limit)
+        app.state.admission = Admission(workers, workers + queue_limit, max_wait, client_share)
         app.state.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="composer")
         try:
             yield
         finally:
             app.state.pool.shutdown(wait=False, cancel_futures=True)
 
+    access = access or Access()
     app = FastAPI(title="composer", version="0.1.0", lifespan=lifespan, docs_url=None,
                   redoc_url=None,
                   description="Compose folk melodies, continue a fragment, or score a tune.")
     _add_offline_docs(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    if access.origins:  # a deployment that lets other sites' pages call it
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(access.origins),
+                           allow_methods=["GET", "POST"], allow_headers=["content-type"],
+                           max_age=600)
+    app.add_middleware(Guard, access=access)  # added last: it runs first
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.field, exc.headers)
+        return error_response(exc.status, exc.message, exc.field, exc.headers, exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -279,19 +257,27 @@ def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limi
     return app
 
 
+def _bar_ticks(req: ComposeRequest) -> int:
+    return Meter.parse(req.meter).bar_ticks if req.meter else Meter(4, 4).bar_ticks
+
+
+def _cost(req: ComposeRequest) -> float:
+    """The estimated units of a compose (a form or type with no bars: about 16 written bars)."""
+    bars = req.bars or (parse_form(req.form, 8).written_bars if req.form else 16)
+    return compose_units(bars, _bar_ticks(req), req.sampling.best_of)
+
+
 def _add_offline_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the swagger-ui-bundle package, so the docs need no CDN."""
-    from fastapi.openapi.docs import get_swagger_ui_html
+    """Swagger UI at /docs from the swagger-ui-bundle package, so the docs need no CDN; its
+    start-up script is web/docs.js, not inline, so the page's policy can forbid inline script."""
     from swagger_ui_bundle import swagger_ui_path
 
     app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    page = (files("composer.web") / "docs.html").read_text(encoding="utf-8")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="composer API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/favicon.svg")
+        return HTMLResponse(page)
 
 
 def _api_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -325,7 +311,7 @@ def _add_routes(app: FastAPI) -> None:
             return file_response(comp, format) if format else JSONResponse(
                 composition_json(comp, state.renderer, notation_width))
 
-        return await run_job(request, run)
+        return await run_job(request, run, "compose", _cost(req))
 
     @app.post("/api/continue", tags=["music"], responses=DOCUMENTED)
     async def continue_(request: Request, file: UploadParam, form: Annotated[ContinueForm, Form()],
@@ -348,7 +334,10 @@ def _add_routes(app: FastAPI) -> None:
             return file_response(comp, format) if format else JSONResponse(
                 composition_json(comp, state.renderer, notation_width))
 
-        return await run_job(request, run, given=set(given))
+        fragment = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
+        units = compose_units(form.bars or 8, _bar_ticks(req), req.sampling.best_of, fragment)
+        return await run_job(request, run, "continue", units + upload_units(fragment),
+                             given=set(given))
 
     @app.post("/api/score", tags=["music"],
               responses={code: {"model": Error} for code in (400, 413, 422, 503)})
@@ -369,4 +358,6 @@ def _add_routes(app: FastAPI) -> None:
                                     width=notation_width))
             return JSONResponse(report)
 
-        return await run_job(request, run, given=set())
+        notes = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
+        units = upload_units(notes, passes=len(state.options["styles"]))
+        return await run_job(request, run, "score", units, given=set())

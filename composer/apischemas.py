@@ -23,8 +23,8 @@ MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 16 * 1024  # a multipart body also carries f
 # tunes of a file are tried.
 UPLOAD_LIMITS = ReadLimits(max_file_bytes=MAX_UPLOAD_BYTES, max_tune_chars=16_000, max_notes=4_000,
                            max_bars=500, max_tunes=4, max_unpacked_bytes=4 * MAX_UPLOAD_BYTES)
+MAX_JSON_BYTES = 64 * 1024  # a JSON request body is a handful of fields
 MAX_SVG_NOTES = 2_000  # engraving more would take seconds; such tunes get "svg": null
-RETRY_AFTER_S = 1
 MAX_SEED = 2**32 - 1
 # What the API accepts: the request bodies' and queries' bounds are read from here, and
 # /api/options reports these, not the sampler's (requests.LIMITS). They are stricter by design
@@ -53,17 +53,22 @@ UploadParam = Annotated[UploadFile, File(description="a MIDI, ABC or MusicXML fi
 
 
 class APIError(Exception):
-    """An error answered as JSON {"error": message, "field": field} with the given status."""
+    """An error answered as JSON {"error": message, "field": field, **extra} with the given
+    status."""
 
     def __init__(self, status: int, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+                 ) -> None:
         super().__init__(message)
         self.status, self.message, self.field, self.headers = status, message, field, headers
+        self.extra = extra or {}
 
 
 def error_response(status: int, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None,
+                   extra: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field, **(extra or {})}, status_code=status,
+                        headers=headers)
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -71,7 +76,8 @@ def error_response(status: int, message: str, field: str | None = None,
 class ComposeBody(BaseModel):
     """Parameters of a new tune; every field is optional and defaults to the model's defaults."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: a JSON body's true, "8" or 2.0 is not a number of bars
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     bars: int | None = _bounded("bars", "number of bars")
     meter: str | None = Field(None, max_length=16, description="time signature", examples=["6/8"])
@@ -101,7 +107,8 @@ class ContinueForm(ComposeBody):
 
     # The documented multipart body is these fields plus `file`; "additionalProperties: false"
     # here would make it one that no request satisfies. Unknown fields still get a 422.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+    # A form's fields arrive as text, so they are parsed (not strict).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False,
                               json_schema_extra=lambda schema: schema.pop("additionalProperties"))
 
     keep_bars: int | None = _bounded("keep_bars", "bars of the fragment to keep")
@@ -175,7 +182,9 @@ def resolve_request(body: ComposeBody, options: dict[str, Any], new_tune: bool =
             try:
                 value = parse(str(d[name]))
             except MusicError as e:
-                raise APIError(422, str(e), name) from None
+                if name != "mode":
+                    raise APIError(422, str(e), name) from None
+                value = str(d[name])  # an unknown mode: the error lists the model's own
             d[name] = _choice(value, list(options[name + "s"]), name)
     given = body.model_dump(exclude_none=True)
     # Unset, the style is the tune type's usual one (or the model's default): the sampler's choice.

@@ -189,13 +189,31 @@ def serve_command(
     engine: str = typer.Option(SERVE.engine, "--engine", help="What runs the model: auto (the "
                                "numpy engine where it can), numpy, or torch (needs the train "
                                "extra)."),
+    max_wait: float = typer.Option(SERVE.max_wait, "--max-wait", min=0.0, help="Seconds an "
+                                   "admitted request may wait to start; more get 503."),
+    client_share: int = typer.Option(None, "--client-share", min=1, show_default="--workers",
+                                     help="Requests in flight per client address."),
+    request_timeout: float = typer.Option(SERVE.request_timeout, "--request-timeout", min=0.1,
+                                          help="Seconds a client has to send a whole request "
+                                          "before its connection is closed."),
+    max_connections: int = typer.Option(SERVE.max_connections, "--max-connections", min=1,
+                                        help="Open connections per process; more get 503."),
+    allow_host: list[str] = typer.Option(None, "--allow-host", show_default="localhost and "
+                                         "--host", help="A Host name to serve (repeatable; "
+                                         "'*' for any). IP addresses are always served."),
+    allow_origin: list[str] = typer.Option(None, "--allow-origin", help="Another site whose "
+                                           "pages may call the API, e.g. https://example.org "
+                                           "(repeatable; '*' for any)."),
 ) -> None:
     """Run the web API and the playground page (http://HOST:PORT/)."""
     from .modelfiles import CheckpointError
     from .serve import serve
 
     cfg = ServeConfig(host=host, port=port, model_dir=model, workers=workers, queue_limit=queue,
-                      processes=processes, engine=engine)
+                      processes=processes, engine=engine, max_wait=max_wait,
+                      client_share=client_share, request_timeout=request_timeout,
+                      max_connections=max_connections, allow_hosts=list(allow_host or []),
+                      allow_origins=list(allow_origin or []))
     try:
         serve(cfg)
     except (CheckpointError, *USER_ERRORS) as e:

@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from . import cancel
 from .modelconfig import ModelConfig, input_tables, label_keys, reads_closes
 from .modelfiles import CheckpointError, ModelWeights
 from .music import MusicError
@@ -167,6 +168,8 @@ class Engine:
         dur = np.empty((n, cfg.n_durations), np.float32)
         pitch = np.empty((n, cfg.n_pitches), np.float32)
         for t in range(n):
+            if t % 64 == 0:
+                cancel.check()  # a long upload's scoring stops when its request is cancelled
             dur[t] = net.rhythm(int(steps["dur_in"][t]), int(steps["pitch_in"][t]),
                                 int(steps["pos_in"][t]), int(steps["pos_out"][t]),
                                 None if form is None else form[t:t + 1])

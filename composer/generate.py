@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import cancel
 from .encoding import END, N_SPECIAL, REST, Vocab
 from .formfeatures import FormTracker
 from .music import Meter
@@ -175,6 +176,7 @@ def _loop_one(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
     while True:
         if not u:
             u = gen.random(2 * _CHUNK).tolist()[::-1]
+            cancel.check()  # every _CHUNK notes: a cancelled request stops here
         if tracker is not None:
             onset = total - rem
             form = tracker.features_one(onset)
@@ -221,6 +223,7 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
         k = step % _CHUNK
         if k == 0:
             u = gen.random((_CHUNK, 2, rows))
+            cancel.check()
         form = None if tracker is None else tracker.features(total - rem)
         z = net.rhythm(d_in, p_in, pos_in, pos_out, form)
         d = draw(z, bias[rem], inv_t, top_p, u[k, 0, live])

@@ -1,16 +1,19 @@
-"""Running the web app: `composer serve` in one process, or in several that share the port.
-The app and the model are imported when the server starts, so the CLI reads ServeConfig cheaply."""
+"""Running the web app: `composer serve` in one process, or in several that share the port,
+with timeouts on every connection. The app and the model are imported when the server starts,
+so the CLI reads ServeConfig cheaply."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+import resource
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
 class ServeConfig:
-    """How `composer serve` runs: address, model, and how much work it takes on at once."""
+    """How `composer serve` runs: address, model, how much work it takes on, how long it waits
+    for a client, and whom it answers."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -20,42 +23,67 @@ class ServeConfig:
     processes: int = 1  # server processes sharing the port, each with its own model
     threads: int = 1  # matrix-product threads per process
     engine: str = "auto"  # what runs the model: auto (numpy where it can), numpy or torch
+    max_wait: float = 1.0  # seconds an admitted request may wait to start; beyond, 503
+    client_share: int | None = None  # requests in flight per client address (None: workers)
+    request_timeout: float = 10.0  # seconds a client has to send a whole request
+    keep_alive: float = 5.0  # seconds an idle kept-alive connection stays open
+    max_connections: int = 2048  # open connections per process; beyond, 503
+    allow_hosts: list[str] = field(default_factory=list)  # Host names served beyond localhost
+    allow_origins: list[str] = field(default_factory=list)  # other sites whose pages may POST
 
 
 SERVE_ENV = "COMPOSER_SERVE_CONFIG"  # carries a ServeConfig to uvicorn's worker processes
 
 
-def app_from_env():
-    """App factory for uvicorn's worker processes (see `serve`): a FastAPI app."""
+def _app_factory(cfg: ServeConfig):
     from .api import create_app
     from .engine import set_threads
-    from .sample import Composer
-
-    cfg = ServeConfig(**json.loads(os.environ.get(SERVE_ENV, "{}")))
-    set_threads(cfg.threads)
-    return create_app(cfg.model_dir, workers=cfg.workers, queue_limit=cfg.queue_limit,
-                      composer=Composer.load(cfg.model_dir, engine=cfg.engine))
-
-
-def serve(cfg: ServeConfig) -> None:
-    """Load the model (a bad one is a one-line error before anything starts) and run uvicorn."""
-    import uvicorn
-
-    from .api import create_app
-    from .engine import set_threads
+    from .httpguard import Access
     from .sample import Composer
 
     # Sampling runs one small step at a time: more intra-op threads only contend for the cores
     # (measured: 16-bar compose 19 ms with 1 thread, 230 ms with 2 on a busy 2-core machine).
     set_threads(cfg.threads)
-    composer = Composer.load(cfg.model_dir, engine=cfg.engine)
+    return create_app(cfg.model_dir, cfg.workers, cfg.queue_limit,
+                      composer=Composer.load(cfg.model_dir, engine=cfg.engine),
+                      access=Access.for_server(cfg.host, cfg.allow_hosts, cfg.allow_origins),
+                      max_wait=cfg.max_wait, client_share=cfg.client_share)
+
+
+def app_from_env():
+    """App factory for uvicorn's worker processes (see `serve`): a FastAPI app."""
+    return _app_factory(ServeConfig(**json.loads(os.environ.get(SERVE_ENV, "{}"))))
+
+
+def _open_files_for(connections: int) -> None:
+    """Raise this process's open-file limit so that `connections` sockets fit, if allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY
+                                                    else min(want, hard), hard))
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Load the model (a bad one is a one-line error before anything starts) and run uvicorn."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from .connections import TimedH11Protocol
+
+    _open_files_for(cfg.max_connections)
+    options = dict(host=cfg.host, port=cfg.port, log_level="info", http=TimedH11Protocol,
+                   timeout_keep_alive=cfg.keep_alive, limit_concurrency=cfg.max_connections)
     if cfg.processes <= 1:
-        app = create_app(cfg.model_dir, cfg.workers, cfg.queue_limit, composer=composer)
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
+        config = uvicorn.Config(_app_factory(cfg), **options)
+        config.request_timeout = cfg.request_timeout
+        uvicorn.Server(config).run()
         return
-    # The sampler is Python between small tensor ops and mostly holds the GIL, so more cores
-    # need more processes. They share the socket; each loads the model.
-    del composer
+    # The sampler is Python between small array operations and mostly holds the GIL, so more
+    # cores need more processes. They share the socket; each loads the model.
+    _app_factory(cfg)  # a bad model fails here, once, before any process starts
     os.environ[SERVE_ENV] = json.dumps(asdict(cfg))
-    uvicorn.run("composer.serve:app_from_env", factory=True, host=cfg.host, port=cfg.port,
-                workers=cfg.processes, log_level="info")
+    config = uvicorn.Config("composer.serve:app_from_env", factory=True, workers=cfg.processes,
+                            **options)
+    config.request_timeout = cfg.request_timeout
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

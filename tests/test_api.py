@@ -410,7 +410,7 @@ def test_score_reports_surprisal_per_note(client):
 # --- saturation ---------------------------------------------------------------------------------
 
 def test_503_with_retry_after_when_pool_and_queue_are_full(tiny_model_dir, monkeypatch):
-    app = create_app(tiny_model_dir, workers=1, queue_limit=1)
+    app = create_app(tiny_model_dir, workers=1, queue_limit=1, client_share=3, max_wait=60)
     release, started = threading.Event(), threading.Event()
     with TestClient(app) as c:
         real = app.state.composer.compose
@@ -428,7 +428,7 @@ def test_503_with_retry_after_when_pool_and_queue_are_full(tiny_model_dir, monke
         assert started.wait(30)
         threads[1].start()  # the second one waits in the queue
         deadline = time.monotonic() + 30
-        while app.state.gate.in_flight < 2 and time.monotonic() < deadline:
+        while len(app.state.admission.jobs) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         r = c.post("/api/compose", json={"bars": 2})
         assert_error(r, 503, None)
@@ -438,7 +438,7 @@ def test_503_with_retry_after_when_pool_and_queue_are_full(tiny_model_dir, monke
         for t in threads:
             t.join(30)
         assert results == [200, 200]
-        assert app.state.gate.in_flight == 0
+        assert not app.state.admission.jobs
         assert c.post("/api/compose", json={"bars": 2}).status_code == 200
 
 
