@@ -68,11 +68,17 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def start_server(args) -> tuple[subprocess.Popen, str]:
+def client_transport(i: int) -> httpx.HTTPTransport:
+    """Client i's connections, from an address of its own (127.0.0.x), as separate users'
+    would come: the server gives each address a share of its work."""
+    return httpx.HTTPTransport(local_address=f"127.0.{1 + i // 250}.{1 + i % 250}")
+
+
+def start_server(args, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "composer", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(args.workers), "--processes", str(args.processes),
-           "--queue", str(max(args.clients * 2, 16)), "--engine", args.engine]
+           "--queue", str(max(args.clients * 2, 16)), "--engine", args.engine, *extra]
     if args.model:
         cmd += ["--model", args.model]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -96,8 +102,8 @@ def run_load(base: str, body: dict, total: int, clients: int) -> tuple[list[floa
     lock = threading.Lock()
     left = [total]
 
-    def client() -> None:
-        with httpx.Client(base_url=base, timeout=30) as c:
+    def client(i: int) -> None:
+        with httpx.Client(base_url=base, timeout=30, transport=client_transport(i)) as c:
             while True:
                 with lock:
                     if left[0] <= 0:
@@ -116,7 +122,7 @@ def run_load(base: str, body: dict, total: int, clients: int) -> tuple[list[floa
                     if problem:
                         errors.append(problem)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     t0 = time.perf_counter()
     for th in threads:
         th.start()

@@ -86,6 +86,28 @@ def api_rows(r: dict) -> list[tuple[str, str, str]]:
              ">= 60 req/s, p99 <= 250 ms, <= 150 MB" if r["engine"] != "torch" else "")]
 
 
+def abuse_rows(r: dict) -> list[tuple[str, str, str]]:
+    a, o, c, d = r["abandoned"], r["overload"], r["connections"], r["determinism"]
+    return [
+        ("API: an 8-bar compose after 18 clients left 64-bar best-of-16 composes; server CPU "
+         "from 1 to 3 s after they left",
+         f"{a['light_compose_s']:.2f} s ({a['light_attempts']} tries, {a['light_status']}); "
+         f"{a['cpu_s_in_the_2_s_after_that']:.2f} s CPU",
+         "< 1 s; stops within 1 s"),
+        (f"API overload: 32 clients of 64-bar best-of-16 composes: admitted p99; 503 p50/p99; "
+         f"Retry-After estimate within 2x of the wait; health p99",
+         f"{o['admitted_p99_s']:.2f} s ({o['admitted']} admitted); {o['refused_p50_ms']:.0f}/"
+         f"{o['refused_p99_ms']:.0f} ms ({o['refused']}); {o['retry_estimate_within_2x']:.0%}; "
+         f"{o['health_p99_ms']:.0f} ms", "<= 3 s; <= 50 ms; ; < 100 ms"),
+        (f"API: {c['connections']} idle and slow-header connections: closed; slowest close; "
+         "an 8-bar compose meanwhile (p50)",
+         f"{c['closed']}; {c['slowest_close_s']:.1f} s; {c['compose_p50_ms']:.0f} ms",
+         "all; <= 11 s; < 200 ms"),
+        ("API: the same seeded request 40 times, then after a restart: distinct answers",
+         f"{d['distinct']} of {d['answers']}", "1"),
+    ]
+
+
 def markov_rows(r: dict) -> list[tuple[str, str, str]]:
     return [(f"Markov baseline, {r['notes']:,} synthetic notes: fit + order choice, evaluate",
              f"{r['fit_seconds']:.1f} s, {r['evaluate_seconds']:.1f} s", "")]
@@ -125,6 +147,7 @@ def benches(quick: bool, cores: int) -> list[Bench]:
         *(Bench(name, "api_load.py", ["--requests", "300", "--clients", "8", "--bars", "16",
                                       "--processes", "2", "--engine", engine], 300, api_rows)
           for name, engine in (("api", "numpy"), ("api-torch", "torch"))),
+        Bench("abuse", "api_abuse.py", ["--seconds", "10"], 300, abuse_rows),
         Bench("markov", "markov_speed.py", ["--notes", "1000000"], 300, markov_rows),
         Bench("formats", "formats_speed.py", ["--repeat", "100"], 120, formats_rows),
         *([Bench("structure", "structure.py", ["--samples", "40", "--types", "reel,jig,hornpipe",
@@ -168,7 +191,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help=f"cold-ingest {QUICK_CORPUS} instead of the whole default corpus")
     ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help="run only these: ingest train sample api api-torch markov formats structure")
+                    help="run only these: ingest train sample api api-torch abuse markov formats structure")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     info = machine()

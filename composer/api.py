@@ -21,15 +21,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .admission import Admission, Busy, compose_units, upload_notes, upload_units
+from .admission import DEFAULT_MAX_WAIT_S, Admission, Busy, compose_units, upload_notes, upload_units
 from .cancel import Cancelled, cancellable
 from .form import played
 from .formplan import parse_form
 from .formats import FormatError, read_melody, render, to_abc, to_midi_bytes
 from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, tonic_name, tonic_pitch_class)
 from .apischemas import (API_LIMITS, DOCUMENTED, FILE_TYPES, MAX_BODY_BYTES, MAX_SVG_NOTES,
-                         MAX_UPLOAD_BYTES, UPLOAD_LIMITS, APIError, ComposeBody,
-                         ContinueForm, Error, FormatQuery, NotationWidthQuery, UploadParam,
+                         MAX_UPLOAD_BYTES, UPLOAD_LIMITS, APIError, ComposeBody, ContinueForm,
+                         Error, FormatQuery, NotationWidthQuery, UploadParam, busy_response,
                          error_response, resolve_request)
 from .engraving import NotationRenderer
 from .httpguard import Access, BodyLimit, Guard
@@ -38,7 +38,7 @@ from .sample import Composer, ComposeRequest, Composition
 log = logging.getLogger(__name__)
 # python-multipart warns on stderr about malformed bodies, which get their own 4xx
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
-DISCONNECT_POLL_S = 0.1  # how often a waiting request checks that its client is still there
+DISCONNECT_POLL_S = 0.05  # how often a waiting request checks that its client is still there
 CLIENT_GONE = 499  # the status logged for a request whose client left before the answer
 
 # --- the work done in the pool ----------------------------------------------------------------
@@ -143,8 +143,7 @@ async def run_job(request: Request, fn: Callable[[], Any], kind: str, units: flo
     try:
         job = state.admission.admit(request.client.host if request.client else "", kind, units)
     except Busy as e:
-        raise APIError(503, e.message, headers={"Retry-After": str(math.ceil(e.retry_after))},
-                       extra={"retry_after_s": round(e.retry_after, 2)}) from None
+        return busy_response(e.retry_after, e.message)
 
     def work() -> Any:
         state.admission.start(job)
@@ -202,7 +201,8 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limit: int = 16,
                composer: Composer | None = None, access: Access | None = None,
-               max_wait: float = 1.0, client_share: int | None = None) -> FastAPI:
+               max_wait: float = DEFAULT_MAX_WAIT_S, client_share: int | None = None
+               ) -> FastAPI:
     """The web app. The model at `model_dir` (None: the shipped default) loads once at startup,
     unless a loaded `composer` is given. At most `workers` requests generate at a time; more are
     admitted while they would start within `max_wait` seconds, up to `queue_limit` waiting and

@@ -3,6 +3,7 @@ how a request body becomes a ComposeRequest."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from fastapi import File, Query, UploadFile
@@ -69,6 +70,13 @@ def error_response(status: int, message: str, field: str | None = None,
                    extra: dict[str, Any] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "field": field, **(extra or {})}, status_code=status,
                         headers=headers)
+
+
+def busy_response(retry_after: float, message: str = "the server is busy; try again in a moment"
+                  ) -> JSONResponse:
+    """503 with Retry-After in whole seconds, and the estimate itself as `retry_after_s`."""
+    return error_response(503, message, headers={"Retry-After": str(math.ceil(retry_after))},
+                          extra={"retry_after_s": round(retry_after, 2)})
 
 
 # --- request bodies ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ class NotationRenderer:
     SCALE = 40  # percent: a staff space of 7.2 CSS px, legible on a phone
     WIDTH = 720  # the width in CSS px to engrave for when none is asked for
     OPTIONS = {"footer": "none", "header": "none", "adjustPageHeight": True, "pageHeight": 60000,
-               "scale": SCALE, "breaks": "auto", "svgFormatRaw": True}
+               "scale": SCALE, "breaks": "auto", "svgFormatRaw": True,
+               "xmlIdChecksum": True}  # ids from the input, so the same tune gives the same SVG
 
     def __init__(self) -> None:
         self._local = threading.local()

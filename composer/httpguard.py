@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .apischemas import MAX_JSON_BYTES, error_response
+from .apischemas import MAX_JSON_BYTES, busy_response, error_response
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 MAX_JSON_DEPTH = 8  # a request body is a flat object
@@ -130,6 +130,11 @@ class Guard:
             return error_response(403, f"requests from pages of {origin or 'another site'} are "
                                        "not allowed; start the server with --allow-origin to "
                                        "allow a site")
+        admission = getattr(getattr(scope.get("app"), "state", None), "admission", None)
+        if scope["method"] == "POST" and admission is not None:
+            wait = admission.full()
+            if wait is not None:
+                return busy_response(wait)
         seen: set[str] = set()
         for name, _ in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                  keep_blank_values=True):
