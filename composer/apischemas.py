@@ -135,6 +135,8 @@ class Error(BaseModel):
 
     error: str
     field: str | None = None
+    retry_after_s: float | None = Field(None, description="with 503: the estimated seconds until "
+                                        "a request would be admitted (Retry-After rounds it up)")
 
 
 class Tune(BaseModel):

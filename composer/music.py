@@ -105,6 +105,11 @@ def normalize_mode(name: str) -> str:
     raise MusicError(f"unknown mode {name!r}; valid modes: {', '.join(MODES)}", field="mode")
 
 
+_NOTE_NAMES = {1: ("whole", "wholes"), 2: ("half", "halves"), 4: ("quarter", "quarters"),
+               8: ("eighth", "eighths"), 16: ("sixteenth", "sixteenths"),
+               32: ("thirty-second", "thirty-seconds")}  # the note a meter's denominator counts
+
+
 @dataclass(frozen=True)
 class Meter:
     """A time signature such as 6/8."""
@@ -135,6 +140,12 @@ class Meter:
     def bar_ticks(self) -> int:
         """Length of one full bar in ticks."""
         return self.numerator * 4 * TICKS_PER_QUARTER // self.denominator
+
+    def in_units(self, ticks: int) -> str:
+        """`ticks` in the notes the meter counts: '5 eighths' in 6/8, '2.5 quarters' in 4/4."""
+        n = ticks * self.denominator / (4 * TICKS_PER_QUARTER)
+        count = str(int(n)) if n == int(n) else f"{n:g}"
+        return f"{count} {_NOTE_NAMES[self.denominator][n != 1]}"
 
     @property
     def beat_ticks(self) -> int:

@@ -83,6 +83,8 @@ def test_abc_section_pickups_are_aligned_and_lost_beats_are_irregular():
     lost = "X:1\nT:l\nM:2/4\nL:1/8\nK:D\nd2 cB | A3 | d2 cB | A4 |]\n"
     tune = read_tunes("l.abc", lost.encode())[0]
     assert tune.error == "irregular bars" and tune.melody is None
+    assert tune.detail == "bar 2 is 1.5 quarters, not 2 (2/4)"  # in the meter's own notes
+    assert Meter(6, 8).in_units(60) == "5 eighths" and Meter(3, 4).in_units(24) == "1 quarter"
 
 
 def test_a_fragment_with_one_barline_keeps_its_pickup():

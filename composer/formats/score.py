@@ -180,7 +180,8 @@ def _section_pad(run: list[int], ends: list[bool], spans_t: list, i: int, bar: i
     for q in range(len(run)):  # before run[q], which opens a section
         if ends[q] and sum(run[:q]) % bar == 0:
             return spans_t[i + q][0], pad
-    raise Skip("irregular bars", f"bar {i + 1} is {run[0]} ticks long, not {bar} ({meter})")
+    raise Skip("irregular bars", f"bar {i + 1} is {meter.in_units(run[0])}, not "
+                                 f"{meter.numerator} ({meter})")
 
 
 @dataclass
