@@ -35,6 +35,16 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90.0) -> di
     raise AssertionError("server did not become healthy")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the server as Ctrl+C does; kill it if it does not stop."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [1, 2])
 def test_serve_starts_composes_and_stops(tiny_model_dir, processes):
@@ -52,12 +62,7 @@ def test_serve_starts_composes_and_stops(tiny_model_dir, processes):
         page = httpx.get(f"{base}/", timeout=10)
         assert page.status_code == 200 and "<html" in page.text
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     assert proc.returncode in (0, -signal.SIGINT, 130), proc.returncode
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base}/api/health", timeout=2)
@@ -121,9 +126,4 @@ def test_connections_that_send_no_whole_request_are_closed_in_time(tiny_model_di
         r = httpx.post(f"{base}/api/compose", json={"bars": 8, "seed": 1}, timeout=30)
         assert r.status_code == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
