@@ -247,4 +247,4 @@ def main() -> None:
 
 
 # after the commands above, so that `composer --help` lists composing first
-from . import clitrain  # noqa: E402,F401  (registers ingest, train and evaluate)
+from . import cliinfill, clitrain  # noqa: E402,F401  (register infill, ingest, train...)

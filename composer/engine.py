@@ -155,26 +155,29 @@ class Engine:
         """Fresh state for `rows` sequences; labels [rows, n] in the model's label order."""
         return EngineBatch(self, rows, np.asarray(labels, np.int64))
 
-    def read(self, steps: dict[str, np.ndarray], labels: tuple[int, ...], n: int
+    def read(self, steps: dict[str, np.ndarray], labels: tuple[int, ...], n: int,
+             net: "EngineBatch | None" = None, first: int = 0
              ) -> tuple[np.ndarray, np.ndarray, "EngineBatch"]:
         """Teacher-forced pass over the first `n` steps of one tune (steps as encoding.streams
-        and formfeatures.form_streams give them): the next-duration logits [n, n_durations],
-        the next-pitch logits [n, n_pitches], and the one-row batch after those steps."""
-        net = self.batch(1, np.array([labels], np.int64))
+        and formfeatures.form_streams give them), or with `net` (a one-row batch that has read
+        the first `first`) over the steps after those: the next-duration logits
+        [n - first, n_durations], the next-pitch logits [n - first, n_pitches], and the
+        one-row batch after those steps."""
+        net = net or self.batch(1, np.array([labels], np.int64))
         cfg = self.cfg
         keys = [k for k, *_ in input_tables(cfg)][self.form]
         form = np.stack([steps[k][:n] for k in keys], 1) if keys else None
         closes = steps["closes"][:n] if reads_closes(cfg) else None
-        dur = np.empty((n, cfg.n_durations), np.float32)
-        pitch = np.empty((n, cfg.n_pitches), np.float32)
-        for t in range(n):
+        dur = np.empty((n - first, cfg.n_durations), np.float32)
+        pitch = np.empty((n - first, cfg.n_pitches), np.float32)
+        for t in range(first, n):
             if t % 64 == 0:
                 cancel.check()  # a long upload's scoring stops when its request is cancelled
-            dur[t] = net.rhythm(int(steps["dur_in"][t]), int(steps["pitch_in"][t]),
-                                int(steps["pos_in"][t]), int(steps["pos_out"][t]),
-                                None if form is None else form[t:t + 1])
-            pitch[t] = net.melody(int(steps["dur_out"][t]),
-                                  None if closes is None else int(closes[t]))
+            dur[t - first] = net.rhythm(int(steps["dur_in"][t]), int(steps["pitch_in"][t]),
+                                        int(steps["pos_in"][t]), int(steps["pos_out"][t]),
+                                        None if form is None else form[t:t + 1])
+            pitch[t - first] = net.melody(int(steps["dur_out"][t]),
+                                          None if closes is None else int(closes[t]))
         return dur, pitch, net
 
 

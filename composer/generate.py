@@ -259,11 +259,19 @@ def _loop_many(net, begin: Start, plan: RhythmPlan, bar: int, ticks: np.ndarray,
             tracker = None if tracker is None else tracker.select(keep)
             live, d_in, p_in, pos_in, pos_out, rem, done = (
                 x[keep] for x in (live, d_in, p_in, pos_in, pos_out, rem, done))
+    return [(d, p, s, float(end_bits[row])) for row, (d, p, s) in enumerate(by_row(log, rows))]
+
+
+def by_row(log: list, rows: int) -> list[tuple[list[int], list[int], list[tuple[float, float]]]]:
+    """A batch loop's log, one entry per step of (rows, durations, pitches, rhythm bits, pitch
+    bits) [notes drawn], as each row's duration tokens, pitch tokens and bits per note."""
+    if not log:
+        return [([], [], []) for _ in range(rows)]
     who, d, p, rb, pb = (np.concatenate(x) for x in zip(*log))
     order = np.argsort(who, kind="stable")  # by row, then by step
     bounds = np.searchsorted(who[order], np.arange(rows + 1))
     d, p, rb, pb = (x[order].tolist() for x in (d, p, rb, pb))
-    return [(d[a:b], p[a:b], list(zip(rb[a:b], pb[a:b])), float(end_bits[row]))
-            for row, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return [(d[a:b], p[a:b], list(zip(rb[a:b], pb[a:b])))
+            for a, b in zip(bounds[:-1], bounds[1:])]
 
 

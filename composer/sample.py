@@ -102,12 +102,14 @@ class Composer:
         bias[v.pitch_token(lo):v.pitch_token(hi) + 1] = 0.0
         return bias
 
-    def _plan(self, meter: Meter, end_position: int, remaining: int, lay: Layout | None = None
-              ) -> RhythmPlan:
-        """The rhythm plan for `remaining` ticks; with a layout, no note crosses the end of a
-        part or of an ending (where the music jumps when played)."""
-        barriers = () if lay is None else tuple(lay.total - t for t in lay.jumps
-                                                 if 0 < lay.total - t < remaining)
+    def _plan(self, meter: Meter, end_position: int, remaining: int, lay: Layout | None = None,
+              end: int | None = None) -> RhythmPlan:
+        """The rhythm plan for `remaining` ticks up to tick `end` of the tune (None: its end);
+        with a layout, no note crosses the end of a part or of an ending (where the music
+        jumps when played)."""
+        end = lay.total if end is None and lay is not None else end
+        barriers = () if lay is None else tuple(end - t for t in lay.jumps
+                                                 if 0 < end - t < remaining)
         key = (str(meter), end_position, barriers)
         plan = self._plans.get(key)
         if plan is None or len(plan.reach) <= remaining:
@@ -216,12 +218,7 @@ class Composer:
             melody, notes=melody.split_at_bar(keep_bars)[0])
         if not frag.notes:
             raise MusicError("the fragment has no notes")
-        meter = self.choices.meter(str(frag.meter))
-        mode = self.choices.fragment_mode(frag.mode)
-        kind = self.choices.tune_type(tune_type, frag.tune_type, meter)
-        style = self.choices.style(style or (frag.style if frag.style in self.vocab.styles else None)
-                            or self.choices.type_style(kind))
-        enc = encode(replace(frag, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
+        enc, meter, mode, style, kind = self._fragment(frag, style, tune_type)
         bar, start = meter.bar_ticks, enc.start
         first = 1 if start else 0
         frag_ticks = tune_ticks(enc, self.vocab)
@@ -233,11 +230,7 @@ class Composer:
         if total <= frag_ticks:
             raise MusicError("the fragment already fills the form; give a longer form",
                              field="form")
-        octave = _octave_shift([n.pitch for n in frag.to_tonic(0).notes], enc, self.vocab)
-        shift = -nearest_shift(frag.tonic, 0) - octave  # model pitch + shift = output pitch
-        sounding = [n.pitch for n in frag.notes if n.pitch is not None]
-        low = min([opts.low] + sounding)
-        high = max([opts.high] + sounding)
+        shift, pitch_bias = self._fragment_pitches(frag, enc, opts)
         labels = self.choices.ids(meter, mode, style, kind)
         n = len(enc.durations)
         frag_rhythm, frag_pitch, state, s = self._read(enc, target, total, labels, n)
@@ -247,14 +240,23 @@ class Composer:
         begin = Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]),
                       enc.end_position, remaining, state)
         tracker = self._tracker(lay, enc)
-        rows = self._sample(begin, plan, meter, labels, self._pitch_bias(low, high, shift),
-                            opts, opts.best_of, seed, lay, tracker)
+        rows = self._sample(begin, plan, meter, labels, pitch_bias, opts, opts.best_of, seed, lay,
+                            tracker)
         durs, pits, surprisal, end_bits = _best(rows, 1, opts.best_of)[0]
         new = self._notes(durs, pits, shift)
         frag_s = [(float(a), float(b)) for a, b in zip(frag_rhythm, frag_pitch)]
         mel = replace(frag, notes=list(frag.notes) + new, form=target, tune_type=kind)
         return Composition(mel, frag_s + surprisal, _per_note(frag_s + surprisal, end_bits), seed,
                            fragment_notes=len(frag.notes))
+
+    def infill(self, melody: Melody, bars: list[tuple[int, int]],
+               sampling: SamplingOptions | None = None, count: int = 1,
+               candidates: int | None = None) -> list[Composition]:
+        """`count` versions of the tune with the bar ranges `bars` (first, last) drawn anew
+        to fit the notes on both sides, every other note kept (see infill.infill)."""
+        from .infill import DEFAULT_CANDIDATES, infill
+
+        return infill(self, melody, bars, sampling, count, candidates or DEFAULT_CANDIDATES)
 
     def score(self, melody: Melody, style: str | None = None) -> ScoreReport:
         """Per-note rhythm and pitch surprisal of a tune, from one teacher-forced pass, under
@@ -276,9 +278,7 @@ class Composer:
             enc = encode(replace(melody, mode=mode, style=label, tune_type=kind), self.vocab,
                          snap=True)
             total = tune_ticks(enc, self.vocab)
-            form = tune_form(enc, self.vocab, total)
-            if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
-                form = tune_form(replace(enc, form=None), self.vocab, total)
+            form = self._written_form(enc, total, meter)
             n = len(enc.durations)
             rhythm, pitch, _, _ = self._read(enc, form, total,
                                              self.choices.ids(meter, mode, label, kind), n + 1)
@@ -306,25 +306,57 @@ class Composer:
         s.update({k: v[:n + 1] for k, v in form_streams(enc, self.vocab, form, total).items()})
         return s
 
-    def _read(self, enc, form: Form, total: int, labels: tuple[int, ...], steps: int
+    def _read(self, enc, form: Form, total: int, labels: tuple[int, ...], steps: int,
+              state=None, first: int = 0
               ) -> tuple[np.ndarray, np.ndarray, object, dict[str, np.ndarray]]:
         """Both networks read the first `steps` steps of a tune (n + 1 for all of it, the last
-        predicting END) in one teacher-forced pass. Returns the rhythm bits of each step, the
-        pitch bits of each note among them, the state after them, and the steps themselves."""
+        predicting END) in one teacher-forced pass, or with `state` (a one-row batch that has
+        read the first `first` steps) the steps after those. Returns the rhythm bits of each
+        step read, the pitch bits of each note among them, the state after them, and the
+        steps themselves."""
         s = self._steps(enc, form, total)
-        dur_logits, pitch_logits, state = self.net.read(s, labels, steps)
+        dur_logits, pitch_logits, state = self.net.read(s, labels, steps, state, first)
         notes = min(steps, len(enc.durations))
-        rhythm = bits(dur_logits, s["dur_out"][:steps])
-        pitch = bits(pitch_logits[:notes], s["pitch_out"][:notes])
+        rhythm = bits(dur_logits, s["dur_out"][first:steps])
+        pitch = bits(pitch_logits[:max(0, notes - first)], s["pitch_out"][first:notes])
         return rhythm, pitch, state, s
 
-    def _tracker(self, lay: Layout, enc) -> FormTracker | None:
-        """A one-row form tracker that has read the notes of `enc` (a fragment to continue)."""
+    def _written_form(self, enc, total: int, meter: Meter) -> Form:
+        """A whole tune's form: its own, where it fits the tune's bars, else one part."""
+        form = tune_form(enc, self.vocab, total)
+        if form.written_bars != bars_after_pickup(enc.start, total, meter.bar_ticks):
+            form = tune_form(replace(enc, form=None), self.vocab, total)
+        return form
+
+    def _fragment(self, frag: Melody, style: str | None, tune_type: str | None) -> tuple:
+        """A user's tune encoded for the model: (enc, meter, mode, style, type), the labels
+        resolved from what was asked, else the tune's own, else the type's usual style."""
+        meter = self.choices.meter(str(frag.meter))
+        mode = self.choices.fragment_mode(frag.mode)
+        kind = self.choices.tune_type(tune_type, frag.tune_type, meter)
+        style = self.choices.style(style or (frag.style if frag.style in self.vocab.styles else None)
+                                   or self.choices.type_style(kind))
+        enc = encode(replace(frag, mode=mode, style=style, tune_type=kind), self.vocab, snap=True)
+        return enc, meter, mode, style, kind
+
+    def _fragment_pitches(self, frag: Melody, enc, opts: SamplingOptions
+                          ) -> tuple[int, np.ndarray]:
+        """The shift from the model's pitches to the user's tune (model pitch + shift = output
+        pitch), and the pitch mask: the asked range, widened to the tune's own notes."""
+        octave = _octave_shift([n.pitch for n in frag.to_tonic(0).notes], enc, self.vocab)
+        shift = -nearest_shift(frag.tonic, 0) - octave
+        sounding = [n.pitch for n in frag.notes if n.pitch is not None]
+        return shift, self._pitch_bias(min([opts.low] + sounding), max([opts.high] + sounding),
+                                       shift)
+
+    def _tracker(self, lay: Layout, enc, notes: int | None = None) -> FormTracker | None:
+        """A one-row form tracker that has read the notes of `enc` (a fragment to continue), or
+        its first `notes` notes."""
         if not form_keys(self.cfg):
             return None
         tracker = FormTracker(lay, 1, reads_closes(self.cfg))
         t = 0
-        for d, p in zip(enc.durations.tolist(), enc.pitches.tolist()):
+        for d, p in zip(enc.durations[:notes].tolist(), enc.pitches[:notes].tolist()):
             onset = np.array([t])
             tracker.features(onset)
             tracker.add(onset, np.array([d]), np.array([self._ticks[d]]), np.array([p]))

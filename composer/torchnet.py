@@ -20,16 +20,17 @@ class TorchNet:
     def batch(self, rows: int, labels: np.ndarray) -> "StepBatch":
         return StepBatch(self.model, rows, labels)
 
-    def read(self, steps: dict[str, np.ndarray], labels: tuple[int, ...], n: int
-             ) -> tuple[np.ndarray, np.ndarray, "StepBatch"]:
-        """As engine.Engine.read, in one pass of model.prime."""
+    def read(self, steps: dict[str, np.ndarray], labels: tuple[int, ...], n: int, net=None,
+             first: int = 0) -> tuple[np.ndarray, np.ndarray, "StepBatch"]:
+        """As engine.Engine.read, in one pass of model.prime (over all n steps: a given `net`
+        is not needed, the steps before `first` are read again)."""
         batch = {k: torch.from_numpy(np.ascontiguousarray(v[:n])).view(1, n) for k, v in steps.items()}
         batch.update({k: torch.tensor([i]) for k, i in zip(self.label_keys, labels)})
         with torch.inference_mode():
             dur, pitch, state = self.model.prime(batch)
         net = self.batch(1, np.array([labels], np.int64))
         net.state = state
-        return dur[0].float().numpy(), pitch[0].float().numpy(), net
+        return dur[0, first:].float().numpy(), pitch[0, first:].float().numpy(), net
 
 
 class StepBatch:

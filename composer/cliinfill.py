@@ -1,0 +1,54 @@
+"""The co-composing commands: infill (new bars between kept ones) and similar (is this a known
+tune?)."""
+
+from __future__ import annotations
+
+import typer
+
+from .clicommon import (BEST_OF_OPTION, MODEL_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, OUT_OPTION,
+                        SEED_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION, TUNE_OPTION,
+                        USER_ERRORS, VERBOSE_OPTION, app, fail, sampling_options, write_tunes)
+
+
+@app.command("infill")
+def infill_command(
+    input: str = typer.Argument(..., metavar="INPUT",
+                                help="Tune: .mid .abc .musicxml .xml .json"),
+    bars: str = typer.Option(..., "--bars", help="Bars to write anew, e.g. 5-6 or 3,7-8 (bar 1 "
+                             "is the first full bar; every other note is kept)."),
+    tune: str = TUNE_OPTION,
+    out: str = OUT_OPTION,
+    model: str = MODEL_OPTION,
+    count: int = typer.Option(1, "--count", "-n", help="Versions to write (1..8)."),
+    candidates: int = typer.Option(128, "--candidates", help="Candidates drawn for each gap and "
+                                   "weighed by how well they lead into the bars after it."),
+    temperature: float = TEMPERATURE_OPTION,
+    top_p: float = TOP_P_OPTION,
+    seed: int = SEED_OPTION,
+    best_of: int = BEST_OF_OPTION,
+    low: str = NEW_LOW_OPTION,
+    high: str = NEW_HIGH_OPTION,
+    threads: int = THREADS_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Write chosen bars of a tune anew, to fit the bars before and after them; every other
+    note stays as it is, and a repeated part changes in both playings."""
+    from .engine import set_threads
+    from .infill import parse_bars, tune_bars
+    from .modelfiles import CheckpointError
+    from .sample import Composer
+    from .tunefiles import check_output, read_input
+
+    set_threads(threads)
+    try:
+        check_output(out, count)
+        opts = sampling_options(temperature, top_p, seed, best_of, low, high)
+        melody, notes = read_input(input, tune)
+        ranges = parse_bars(bars, tune_bars(melody))
+        comps = Composer.load(model).infill(melody, ranges, opts, count=count,
+                                             candidates=candidates)
+    except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(e, detail=verbose and getattr(e, "library", "")) from None
+    for note in notes:
+        typer.echo(note, err=True)
+    write_tunes(comps, out)
