@@ -75,7 +75,7 @@ def compose_command(
         comps = composer.compose_many(req, count)
     except (CheckpointError, OSError, *USER_ERRORS) as e:
         raise fail(e) from None
-    write_tunes(comps, out)
+    write_tunes(comps, out, model)
 
 
 @app.command("continue")
@@ -120,7 +120,7 @@ def continue_command(
         raise fail(e, detail=verbose and getattr(e, "library", "")) from None
     for note in notes:
         typer.echo(note, err=True)
-    write_tunes([comp], out)
+    write_tunes([comp], out, model)
 
 
 @app.command("score")

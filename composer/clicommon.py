@@ -106,9 +106,10 @@ def sampling_options(temperature: float, top_p: float, seed: int | None, best_of
     return opts
 
 
-def write_tunes(comps: list, out: str) -> None:
-    """Write compositions to OUT by its suffix (`-`: ABC on stdout); report on stderr."""
-    from .tunefiles import report_line, write_output
+def write_tunes(comps: list, out: str, model: str | None = None) -> None:
+    """Write compositions to OUT by its suffix (`-`: ABC on stdout); report on stderr, with the
+    closest known tune from the index of `model` (None: the shipped model)."""
+    from .tunefiles import nearest_line, report_line, write_output
 
     try:
         written, text = write_output(comps, out)
@@ -117,3 +118,6 @@ def write_tunes(comps: list, out: str) -> None:
     if text is not None:
         typer.echo(text, nl=False)
     typer.echo(report_line(comps, written), err=True)
+    nearest = nearest_line(comps, model)
+    if nearest:
+        typer.echo(nearest, err=True)

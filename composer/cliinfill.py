@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import typer
 
+from .modelchoices import STYLE_NAMES
+from .music import MusicError
+from .similar import bar_ranges
 from .clicommon import (BEST_OF_OPTION, MODEL_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, OUT_OPTION,
                         SEED_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION, TUNE_OPTION,
                         USER_ERRORS, VERBOSE_OPTION, app, fail, sampling_options, write_tunes)
@@ -51,4 +54,71 @@ def infill_command(
         raise fail(e, detail=verbose and getattr(e, "library", "")) from None
     for note in notes:
         typer.echo(note, err=True)
-    write_tunes(comps, out)
+    write_tunes(comps, out, model)
+
+
+@app.command("similar")
+def similar_command(
+    input: str = typer.Argument(..., metavar="INPUT", help="Tune: .mid .abc .musicxml .xml .json"),
+    tune: str = TUNE_OPTION,
+    model: str = MODEL_OPTION,
+    count: int = typer.Option(5, "--count", "-n", min=1, max=50, help="Tunes to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print the matches as one JSON object."),
+    verbose: bool = VERBOSE_OPTION,
+) -> None:
+    """Is this a known tune? The most similar tunes of the corpus the model was built from, in
+    any key, with the bars where they agree."""
+    import json
+
+    from .tunefiles import read_input
+
+    try:
+        melody, notes = read_input(input, tune)
+        index = load_index(model)
+        matches = index.nearest(melody, count)
+    except (OSError, *USER_ERRORS) as e:
+        raise fail(e, detail=verbose and getattr(e, "library", "")) from None
+    for note in notes:
+        typer.echo(note, err=True)
+    if as_json:
+        typer.echo(json.dumps({"tune": melody.title, "matches": [m.to_dict() for m in matches]}))
+        return
+    typer.echo(f"known tunes like {melody.title or input} ({len(index):,} in the index):")
+    for i, m in enumerate(matches, 1):
+        typer.echo(f"{i}. {m.title or '(untitled)'} -- {style_name(m.style)}, {m.source}; "
+                   f"similarity {m.similarity:.2f}; bars in common: {bar_ranges(m.bars) or 'none'}")
+
+
+def style_name(style: str) -> str:
+    return STYLE_NAMES.get(style, style)
+
+
+@app.command("index")
+def index_command(
+    data: str = typer.Argument(..., metavar="DATA", help="The dataset file the model was "
+                               "trained on (composer ingest --out)."),
+    model: str = typer.Option(..., "--model", help="Model folder to write the index into."),
+) -> None:
+    """Build the index of known tunes that `similar` searches (`train` builds it too)."""
+    from .dataset import Dataset
+    from .similar import build_index
+
+    try:
+        path = build_index(Dataset.load(data), model)
+    except (OSError, *USER_ERRORS) as e:
+        raise fail(e) from None
+    typer.echo(f"wrote {path}")
+
+
+def load_index(model: str | None):
+    """The known-tunes index of a model folder (None: the shipped model); MusicError if it has
+    none."""
+    from .modelfiles import default_model_dir
+    from .similar import SimilarIndex
+
+    folder = model or default_model_dir()
+    index = SimilarIndex.load(folder)
+    if index is None:
+        raise MusicError(f"the model in {folder} has no index of known tunes; build it with "
+                         "`composer index DATA --model FOLDER`")
+    return index

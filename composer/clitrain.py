@@ -140,6 +140,10 @@ def train_command(
     except (TrainError, CheckpointError, *USER_ERRORS) as e:
         raise fail(e) from None
     if cfg.rank == 0:
+        from .dataset import Dataset
+        from .similar import build_index
+
+        result["index"] = str(build_index(Dataset.load(data), out))  # `composer similar`'s
         typer.echo(json.dumps(result) if as_json else _trained(result))
 
 
@@ -155,6 +159,6 @@ def _trained(r: dict) -> str:
         lines.append(f"best epoch {r['best_epoch']}: valid {r['valid_total']:.3f} bits/note "
                      f"(rhythm {r['valid_rhythm']:.3f}, pitch {r['valid_pitch']:.3f}), "
                      f"train {r['train_total']:.3f}")
-    lines += [f"model: {r['out']} ({r['params']:,} parameters)",
+    lines += [f"model: {r['out']} ({r['params']:,} parameters); known tunes: {r['index']}",
               f"next: composer compose --model {r['out']} -o tune.mid"]
     return "\n".join(lines)

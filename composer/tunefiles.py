@@ -89,3 +89,27 @@ def report_line(comps: list[Composition], written: list[Path]) -> str:
     about = [m.tune_type if m.tune_type not in ("", "other") else "", m.style and f"style {m.style}"]
     about = ", ".join(x for x in about if x)
     return f"wrote {where} ({about + '; ' if about else ''}seed {comps[0].seed}; {said})"
+
+
+def nearest_line(comps: list[Composition], model_dir: str | None) -> str | None:
+    """A line naming the known tune closest to each written tune (the most similar one, for
+    many), from the model's index; None if the model has none."""
+    from .modelchoices import STYLE_NAMES
+    from .modelfiles import default_model_dir
+    from .similar import SimilarIndex
+
+    index = SimilarIndex.load(model_dir or default_model_dir())
+    if index is None:
+        return None
+    found = [(c, (index.nearest(c.melody, 1) or [None])[0]) for c in comps]
+    found = [(c, m) for c, m in found if m is not None]
+    if not found:
+        return "closest known tune: none shares a phrase"
+    said = lambda m: (f"{m.title!r} ({STYLE_NAMES.get(m.style, m.style)}), similarity "  # noqa: E731
+                      f"{m.similarity:.2f}")
+    if len(found) == 1:
+        return f"closest known tune: {said(found[0][1])}"
+    top = max(found, key=lambda cm: cm[1].similarity)
+    return (f"closest known tunes: similarity {min(m.similarity for _, m in found):.2f}.."
+            f"{top[1].similarity:.2f}; the most similar, to {top[0].melody.title!r}: "
+            f"{said(top[1])}")

@@ -131,3 +131,64 @@ def test_the_command_writes_the_versions_and_refuses_bad_input(composer, tiny_mo
     junk = tmp_path / "junk.mid"
     junk.write_bytes(b"not a midi file")
     cli_fails(["infill", junk, "--bars", "1", "--model", tiny_model_dir], "junk.mid")
+
+
+# --- is this a known tune? --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def indexed_model(tiny_model_dir, tiny_dataset_path, tmp_path_factory):
+    """A copy of the tiny model with the index of its dataset."""
+    import shutil
+
+    from composer.dataset import Dataset
+    from composer.similar import build_index
+
+    folder = tmp_path_factory.mktemp("indexed") / "tiny"
+    shutil.copytree(tiny_model_dir, folder)
+    build_index(Dataset.load(tiny_dataset_path), folder)
+    return folder
+
+
+def test_a_corpus_tune_is_found_first_in_any_key(indexed_model, tiny_dataset_path):
+    from composer.dataset import Dataset
+    from composer.encoding import decode
+    from composer.similar import SimilarIndex
+
+    ds = Dataset.load(tiny_dataset_path)
+    index = SimilarIndex.load(indexed_model)
+    assert len(index) == len(ds)
+    for i in range(0, len(ds), max(1, len(ds) // 10)):
+        tune = decode(ds.tune(i), ds.vocab)
+        for key in (tune.tonic, (tune.tonic + 5) % 12):
+            [best, *_] = index.nearest(tune.to_tonic(key), 5)
+            assert best.title == ds.tunes[i]["title"] and best.similarity > 0.9
+            assert best.bars  # the bars they share are named
+
+
+def test_similar_lists_known_tunes_and_compose_names_the_closest(indexed_model, tmp_path):
+    import json
+
+    src = tmp_path / "t.abc"
+    result = cli_ok(["compose", "--model", indexed_model, "--bars", "8", "--seed", "2", "-o", src])
+    assert "closest known tune:" in result.stderr
+    listing = cli_ok(["similar", src, "--model", indexed_model, "--count", "3"]).stdout
+    assert listing.startswith("known tunes like") and 1 <= listing.count("similarity") <= 3
+    report = json.loads(cli_ok(["similar", src, "--model", indexed_model, "--json"]).stdout)
+    sims = [m["similarity"] for m in report["matches"]]
+    assert sims == sorted(sims, reverse=True) and all(0 <= s <= 1 for s in sims)
+
+
+def test_a_model_without_an_index_says_how_to_build_one(tiny_model_dir, tmp_path):
+    src = tmp_path / "t.abc"
+    cli_ok(["compose", "--model", tiny_model_dir, "--bars", "4", "-o", src])
+    cli_fails(["similar", src, "--model", tiny_model_dir], "composer index")
+
+
+def test_the_shipped_model_has_an_index_of_its_corpus():
+    from composer.modelfiles import default_model_dir
+    from composer.similar import SimilarIndex
+
+    index = SimilarIndex.load(default_model_dir())
+    assert index is not None and len(index) > 10_000
+    styles = {m["style"] for m in index.meta}
+    assert {"oneills1850", "ryansMammoth", "essenFolksong"} <= styles

@@ -193,6 +193,7 @@ def test_ddp_with_two_processes_on_cpu(tiny_dataset_path, tmp_path):
     lines = history(out)
     assert len(lines) == 3 and lines[-1]["valid_total"] < lines[0]["valid_total"]
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl",
-                                                     "model.safetensors", "resume", "training.png"]
+                                                     "model.safetensors", "resume", "similar.npz",
+                                                     "training.png"]  # similar: the known tunes
     assert len(list((out / "resume").glob("state-*.safetensors"))) == 1
     assert load_model(out).config["train"]["world_size"] == 2

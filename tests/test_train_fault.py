@@ -97,7 +97,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_dataset_path, tmp_path):
     # A write the kill cut short leaves at most a hidden temp file, never a damaged real one.
     names = {p.name for p in out.iterdir()} | {p.name for p in (out / "resume").iterdir()}
     assert {n for n in names if not n.endswith(".tmp")} == {
-        "config.json", "model.safetensors", "metrics.jsonl", "training.png", "resume",
+        "config.json", "model.safetensors", "metrics.jsonl", "training.png", "resume", "similar.npz",
         "state.json", final["tensors"]}, names
 
     # And it is the run that was never interrupted.
