@@ -1,16 +1,13 @@
-"""FastAPI app: loads the model once; serves compose, continue and score, and the playground."""
+"""FastAPI app: loads the model once; serves compose, continue, infill and score, and the
+playground; its answers are built in apitunes."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import math
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,115 +18,29 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .admission import DEFAULT_MAX_WAIT_S, Admission, Busy, compose_units, upload_notes, upload_units
+from .admission import (DEFAULT_MAX_WAIT_S, Admission, Busy, compose_units, upload_notes,
+                        upload_units)
+from .apischemas import (API_LIMITS, DOCUMENTED, MAX_BODY_BYTES, MAX_UPLOAD_BYTES, UPLOAD_LIMITS,
+                         APIError, ComposeBody, ContinueForm, Error, FormatQuery, InfillForm,
+                         NotationWidthQuery, UploadParam, busy_response, error_response,
+                         resolve_request)
+from .apitunes import (check_meter, composition_json, file_response, override,
+                       read_upload_melody, tune_json)
 from .cancel import Cancelled, cancellable
-from .form import played
 from .formplan import parse_form
-from .formats import FormatError, read_melody, render, to_abc, to_midi_bytes
-from .music import (TICKS_PER_QUARTER, Melody, Meter, MusicError, tonic_name, tonic_pitch_class)
-from .apischemas import (API_LIMITS, DOCUMENTED, FILE_TYPES, MAX_BODY_BYTES, MAX_SVG_NOTES,
-                         MAX_UPLOAD_BYTES, UPLOAD_LIMITS, APIError, ComposeBody, ContinueForm,
-                         Error, FormatQuery, NotationWidthQuery, UploadParam, busy_response,
-                         error_response, resolve_request)
-from .engraving import NotationRenderer
 from .httpguard import Access, BodyLimit, Guard
-from .sample import Composer, ComposeRequest, Composition
+from .infill import DEFAULT_CANDIDATES, WINDOW_BARS, parse_bars, tune_bars
+from .modelfiles import default_model_dir
+from .music import Meter, MusicError
+from .engraving import NotationRenderer
+from .sample import Composer, ComposeRequest, SamplingOptions
+from .similar import SimilarIndex
 
 log = logging.getLogger(__name__)
 # python-multipart warns on stderr about malformed bodies, which get their own 4xx
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
 DISCONNECT_POLL_S = 0.05  # how often a waiting request checks that its client is still there
 CLIENT_GONE = 499  # the status logged for a request whose client left before the answer
-
-# --- the work done in the pool ----------------------------------------------------------------
-
-def _bits(x: float) -> float | None:
-    return round(float(x), 4) if math.isfinite(x) else None  # JSON has no inf
-
-
-def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_note: float,
-              renderer: NotationRenderer, new_from: float | None = None,
-              fragment_notes: int = 0, width: int | None = None) -> dict[str, Any]:
-    """Everything the page needs to show, play and download a tune. The notation (abc, svg) is
-    the written form, with repeat signs, the svg engraved `width` CSS px wide; `notes` and
-    `midi` are as played (repeats expanded), rests included (pitch None) so that they line up
-    with `surprisal`, each note flagged when it comes from the first `fragment_notes` written
-    notes. Times are in quarter notes."""
-    abc = to_abc([melody])
-    q = TICKS_PER_QUARTER
-    heard, sources = played(melody)
-    return {
-        "title": melody.title, "meter": str(melody.meter),
-        "key": melody.spelled_tonic(), "mode": melody.mode,
-        "style": melody.style or None, "type": melody.tune_type or None,
-        "form": melody.form.letters() if melody.form is not None else "A",
-        "tempo": melody.tempo, "pickup": melody.pickup / q,
-        "notes": [{"pitch": n.pitch, "start": t / q, "duration": n.duration / q,
-                   "fragment": i < fragment_notes}
-                  for n, t, i in zip(heard.notes, heard.onsets(), sources)],
-        "abc": abc,
-        "midi": base64.b64encode(to_midi_bytes(heard)).decode("ascii"),
-        "svg": renderer.svg(abc, new_from, width) if len(melody.notes) <= MAX_SVG_NOTES else None,
-        "surprisal": [{"rhythm": _bits(surprisal[i][0]), "pitch": _bits(surprisal[i][1])}
-                      for i in sources if i < len(surprisal)],
-        "bits_per_note": _bits(bits_per_note),
-    }
-
-
-def composition_json(comp: Composition, renderer: NotationRenderer,
-                     width: int | None = None) -> dict[str, Any]:
-    new_from = None
-    if 0 < comp.fragment_notes < len(comp.melody.notes):
-        new_from = comp.melody.onsets()[comp.fragment_notes] / TICKS_PER_QUARTER
-    out = tune_json(comp.melody, comp.surprisal, comp.bits_per_note, renderer, new_from,
-                    comp.fragment_notes, width)
-    out.update(seed=comp.seed, fragment_notes=comp.fragment_notes)
-    return out
-
-
-def file_response(comp: Composition, fmt: str) -> Response:
-    """The tune as a download: MIDI, ABC or MusicXML, named after its title and seed."""
-    m = comp.melody
-    data = render(m, "." + fmt)
-    ctype, ext = FILE_TYPES[fmt]
-    stem = re.sub(r"[^a-z0-9]+", "-", (m.title or "tune").lower()).strip("-")[:40] or "tune"
-    disposition = f'attachment; filename="{stem}-{comp.seed}.{ext}"'
-    return Response(data, media_type=ctype, headers={"Content-Disposition": disposition})
-
-
-def read_upload_melody(data: bytes, filename: str) -> Melody:
-    """The first tune of an upload; any failure to read it is the file's fault (400)."""
-    try:
-        return read_melody(data, filename, UPLOAD_LIMITS)
-    except FormatError as e:
-        if e.library:  # the reading library's own words go to the log, not to the client
-            log.info("reading upload %r: %s", filename, e.library)
-        raise APIError(400, str(e).strip().split("\n")[0] or "not a music file", "file") from None
-    except Exception as e:  # a parser library choking on odd bytes is still a bad file
-        log.warning("reading upload %r failed", filename, exc_info=True)
-        raise APIError(400, f"{filename}: not a readable music file ({type(e).__name__})",
-                       "file") from None
-
-
-def check_meter(melody: Melody, meters: list[str], filename: str) -> Melody:
-    if str(melody.meter) not in meters:
-        raise APIError(400, f"{filename} is in {melody.meter}, a meter this model does not know "
-                            f"({', '.join(meters)})", "file")
-    return melody
-
-
-def _override(melody: Melody, req: ComposeRequest, given: dict[str, Any]) -> Melody:
-    """The fragment with the meter, key, mode, style and tempo the user gave explicitly."""
-    changes: dict[str, Any] = {k: getattr(req, k) for k in ("mode", "style", "tempo") if k in given}
-    if "meter" in given:
-        meter = Meter.parse(req.meter)
-        changes.update(meter=meter, pickup=melody.pickup % meter.bar_ticks)
-    melody = replace(melody, **changes)
-    if "key" not in given:
-        return melody
-    name = tonic_name(req.key, melody.mode)  # spelled as asked
-    return replace(melody.to_tonic(tonic_pitch_class(name)), tonic_name=name)
-
 
 # --- the app ----------------------------------------------------------------------------------
 
@@ -218,6 +129,7 @@ def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limi
         app.state.options = _api_options(loaded.options())
         app.state.model_name = loaded.name or Path(model_dir or "folk").name
         app.state.renderer = NotationRenderer()
+        app.state.index = SimilarIndex.load(model_dir or default_model_dir())  # or None
         app.state.admission = Admission(workers, workers + queue_limit, max_wait, client_share)
         app.state.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="composer")
         try:
@@ -309,7 +221,7 @@ def _add_routes(app: FastAPI) -> None:
             # The response is built here, in the pool, so that encoding stays off the event loop.
             comp = state.composer.compose(req)
             return file_response(comp, format) if format else JSONResponse(
-                composition_json(comp, state.renderer, notation_width))
+                composition_json(comp, state.renderer, notation_width, state.index))
 
         return await run_job(request, run, "compose", _cost(req))
 
@@ -326,18 +238,45 @@ def _add_routes(app: FastAPI) -> None:
 
         def run() -> Response:
             name = file.filename or "upload"
-            melody = _override(read_upload_melody(data, name), req, given)
+            melody = override(read_upload_melody(data, name), req, given)
             check_meter(melody, state.options["meters"], name)
             comp = state.composer.continue_melody(melody, bars=form.bars or 8,
                                                   keep_bars=form.keep_bars, sampling=req.sampling,
                                                   form=form.form, tune_type=req.tune_type)
             return file_response(comp, format) if format else JSONResponse(
-                composition_json(comp, state.renderer, notation_width))
+                composition_json(comp, state.renderer, notation_width, state.index))
 
         fragment = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
         units = compose_units(form.bars or 8, _bar_ticks(req), req.sampling.best_of, fragment)
         return await run_job(request, run, "continue", units + upload_units(fragment),
                              given=set(given))
+
+    @app.post("/api/infill", tags=["music"], responses=DOCUMENTED)
+    async def infill(request: Request, file: UploadParam, form: Annotated[InfillForm, Form()],
+                     format: FormatQuery = None, notation_width: NotationWidthQuery = None) -> Any:
+        """The uploaded tune with the bars `bars` written anew to fit the bars on both sides,
+        every other note kept; `new_notes` gives the spans of written notes that are new. Same
+        JSON as /api/compose, or the file with `?format=`."""
+        state = request.app.state
+        data = await read_upload(file)
+        given = form.model_dump(exclude_none=True)
+        defaults = state.options["defaults"]
+        sampling = SamplingOptions(**{k: given.get(k, defaults.get(k)) for k in
+                                      ("temperature", "top_p", "seed", "best_of")})
+        candidates = form.candidates or DEFAULT_CANDIDATES
+
+        def run() -> Response:
+            name = file.filename or "upload"
+            melody = check_meter(read_upload_melody(data, name), state.options["meters"], name)
+            [comp] = state.composer.infill(melody, parse_bars(form.bars, tune_bars(melody)),
+                                           sampling, candidates=candidates)
+            return file_response(comp, format) if format else JSONResponse(
+                composition_json(comp, state.renderer, notation_width, state.index))
+
+        notes = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
+        units = upload_units(notes, passes=2) + compose_units(
+            4 + WINDOW_BARS, Meter(4, 4).bar_ticks, candidates)
+        return await run_job(request, run, "infill", units, given=set(given))
 
     @app.post("/api/score", tags=["music"],
               responses={code: {"model": Error} for code in (400, 413, 422, 503)})

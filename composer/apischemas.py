@@ -33,7 +33,7 @@ MAX_SEED = 2**32 - 1
 # a lower bound is exclusive for the fields in EXCLUSIVE_MIN.
 API_LIMITS = {"bars": (1, 64), "temperature": (0, 3), "top_p": (0, 1), "best_of": (1, 16),
               "tempo": (20, 400), "keep_bars": (1, 64), "seed": (0, MAX_SEED), "pickup": (0, 16),
-              "notation_width": (160, 2400)}
+              "notation_width": (160, 2400), "candidates": (1, 256)}
 EXCLUSIVE_MIN = ("temperature", "top_p")
 
 
@@ -108,18 +108,14 @@ class ComposeBody(BaseModel):
                                     "eighth (unset: the type's usual one, else none)")
 
 
-class ContinueForm(ComposeBody):
-    """Form fields of /api/continue: the rest of `form` (default: the fragment's parts and its
-    type's usual form), or `bars` new bars (default 8), after the first `keep_bars` bars of the
-    fragment; meter, key, mode, style, type and tempo, if given, override the file's."""
+class _UploadFields(BaseModel):
+    """The fields that come with an upload, as a multipart form."""
 
     # The documented multipart body is these fields plus `file`; "additionalProperties: false"
     # here would make it one that no request satisfies. Unknown fields still get a 422.
     # A form's fields arrive as text, so they are parsed (not strict).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False,
                               json_schema_extra=lambda schema: schema.pop("additionalProperties"))
-
-    keep_bars: int | None = _bounded("keep_bars", "bars of the fragment to keep")
 
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +124,28 @@ class ContinueForm(ComposeBody):
         if isinstance(data, dict) and "file" in data:
             data = {k: v for k, v in data.items() if k != "file"}
         return data
+
+
+class ContinueForm(_UploadFields, ComposeBody):
+    """Form fields of /api/continue: the rest of `form` (default: the fragment's parts and its
+    type's usual form), or `bars` new bars (default 8), after the first `keep_bars` bars of the
+    fragment; meter, key, mode, style, type and tempo, if given, override the file's."""
+
+    model_config = _UploadFields.model_config
+    keep_bars: int | None = _bounded("keep_bars", "bars of the fragment to keep")
+
+
+class InfillForm(_UploadFields):
+    """Form fields of /api/infill: the bars to write anew, and how to draw them."""
+
+    bars: str = Field(..., max_length=64, description="bars to write anew, e.g. 5-6 or 3,7-8 "
+                      "(bar 1 is the first full bar)", examples=["5-6"])
+    temperature: float | None = _bounded("temperature", "sampling temperature")
+    top_p: float | None = _bounded("top_p", "nucleus sampling mass")
+    seed: int | None = _bounded("seed", "random seed (unset: random)")
+    best_of: int | None = _bounded("best_of", "of the resampled candidates, keep the likeliest")
+    candidates: int | None = _bounded("candidates", "candidates drawn for each gap and weighed by "
+                                      "how well they lead into the bars after it (unset: 128)")
 
 
 class Error(BaseModel):
@@ -162,6 +180,11 @@ class Tune(BaseModel):
     bits_per_note: float | None
     seed: int
     fragment_notes: int = 0
+    new_notes: list[list[int]] = Field(default_factory=list, description="an infill: the spans "
+                                       "[a, b) of written notes the model wrote")
+    nearest: dict[str, Any] | None = Field(None, description="the closest known tune of the "
+                                           "model's corpus: title, style, source, similarity, "
+                                           "bars in common")
 
 
 FILE_CONTENT = {ctype.split(";")[0]: {} for ctype, _ in FILE_TYPES.values()}

@@ -39,13 +39,15 @@ class NotationRenderer:
             self._local.toolkit = tk
         return tk
 
-    def svg(self, abc: str, new_from: float | None = None, width: int | None = None) -> str | None:
+    def svg(self, abc: str, new: list[tuple[float, float]] | None = None,
+            width: int | None = None) -> str | None:
         """The notation of the first tune in `abc`, or None if verovio cannot engrave it.
 
         The SVG is `width` CSS px wide (None: WIDTH), its systems broken to fit, at one scale
         whatever the width, so that a narrow screen gets more systems, not smaller notes.
-        With `new_from` (quarter notes from the start) the notes before it are drawn in the
-        fragment colour and the rest in the new-bars colour, as in the page's piano roll."""
+        With `new` (spans [start, end) in quarter notes of the written tune) the notes in them
+        are drawn in the new-bars colour and the rest in the user's colour, as in the page's
+        piano roll."""
         try:
             tk = self._toolkit()
             tk.setOptions({"pageWidth": round((width or self.WIDTH) * 100 / self.SCALE)})
@@ -54,8 +56,8 @@ class NotationRenderer:
             svg = tk.renderToSVG(1)
             if not svg.lstrip().startswith(("<svg", "<?xml")):
                 return None
-            if new_from is not None:
-                svg = _colour(svg, tk.renderToTimemap({"includeRests": True}), new_from)
+            if new:
+                svg = _colour(svg, tk.renderToTimemap({"includeRests": True}), new)
             return svg
         except Exception:  # notation is an extra: its failure must never fail the request
             log.warning("notation failed", exc_info=True)
@@ -63,11 +65,12 @@ class NotationRenderer:
             return None
 
 
-def _colour(svg: str, timemap: list[dict], new_from: float) -> str:
+def _colour(svg: str, timemap: list[dict], new: list[tuple[float, float]]) -> str:
     groups: dict[bool, list[str]] = {False: [], True: []}
     for event in timemap:
         ids = event.get("on", []) + event.get("restsOn", [])
-        groups[float(event.get("qstamp", 0)) >= new_from - 1e-6].extend(ids)
+        q = float(event.get("qstamp", 0))
+        groups[any(a - 1e-6 <= q < b - 1e-6 for a, b in new)].extend(ids)
     rules = "".join(f"{','.join('#' + i for i in ids)}{{fill:{c};stroke:{c};color:{c}}}"
                     for ids, c in ((groups[False], FRAGMENT_COLOUR), (groups[True], NEW_COLOUR))
                     if ids and all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids))

@@ -92,8 +92,10 @@ def test_options_lists_choices_limits_and_defaults(options):
 def test_the_request_schema_has_the_limits_that_options_advertise(client, options):
     openapi = client.get("/openapi.json").json()
     schema = openapi["components"]["schemas"]
-    fields = {**schema["ComposeBody"]["properties"], **schema["ContinueForm"]["properties"]}
-    for path in ("/api/compose", "/api/continue", "/api/score"):
+    # (infill's `bars` names bar ranges, not a number of bars)
+    fields = {**schema["InfillForm"]["properties"], **schema["ComposeBody"]["properties"],
+              **schema["ContinueForm"]["properties"]}
+    for path in ("/api/compose", "/api/continue", "/api/infill", "/api/score"):
         query = {p["name"]: p["schema"] for p in openapi["paths"][path]["post"]["parameters"]}
         assert "notation_width" in query, path
         fields.update(query)

@@ -192,3 +192,62 @@ def test_the_shipped_model_has_an_index_of_its_corpus():
     assert index is not None and len(index) > 10_000
     styles = {m["style"] for m in index.meta}
     assert {"oneills1850", "ryansMammoth", "essenFolksong"} <= styles
+
+
+# --- the web API ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(indexed_model):
+    from fastapi.testclient import TestClient
+
+    from composer.api import create_app
+
+    with TestClient(create_app(indexed_model)) as c:
+        yield c
+
+
+def test_api_infill_keeps_the_other_notes_and_marks_the_new(client, tiny_dataset_path):
+    from composer.dataset import Dataset
+    from composer.encoding import decode
+    from composer.formats import read_tunes, to_abc
+
+    ds = Dataset.load(tiny_dataset_path)  # a tune of the corpus: its closest known tune is itself
+    i, tune = next((i, m) for i, m in ((i, decode(ds.tune(i), ds.vocab)) for i in range(len(ds)))
+                   if tune_bars(m) >= 8 and m.form.written_bars == tune_bars(m))
+    abc = to_abc([tune]).encode()
+    r = client.post("/api/infill", files={"file": ("t.abc", abc)},
+                    data={"bars": "3-4", "seed": "2", "candidates": "16"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    [(a, b)] = body["new_notes"]
+    back = read_tunes("back.abc", body["abc"].encode())[0].melody
+    kept_before, kept_after, new = kept_and_new(tune, back, [(3, 4)])
+    assert kept_after == kept_before and sum(d for *_, d in new) == 2 * tune.meter.bar_ticks
+    flags = [n["fragment"] for n in body["notes"]]
+    assert flags.count(False) == b - a and all(flags[:a]) and all(flags[b:])  # one playing
+    assert body["nearest"]["title"] == ds.tunes[i]["title"] and body["nearest"]["similarity"] > 0.5
+    again = client.post("/api/infill", files={"file": ("t.abc", abc)},
+                        data={"bars": "3-4", "seed": "2", "candidates": "16"})
+    assert again.content == r.content
+    mid = client.post("/api/infill?format=mid", files={"file": ("t.abc", abc)},
+                      data={"bars": "3-4", "seed": "2", "candidates": "16"})
+    assert mid.status_code == 200 and mid.content.startswith(b"MThd")
+
+
+@pytest.mark.parametrize("bars,needle", [("9-10", "bars 1 to 8"), ("5-4", "empty"),
+                                         ("2-4,3", "overlap"), ("1-8", "every bar"),
+                                         ("x", "such as")])
+def test_api_infill_refuses_bad_ranges_naming_the_field(client, composer, bars, needle):
+    from composer.formats import to_abc
+
+    tune = composer.compose(ComposeRequest(bars=8, sampling=SamplingOptions(seed=6))).melody
+    r = client.post("/api/infill", files={"file": ("t.abc", to_abc([tune]).encode())},
+                    data={"bars": bars})
+    assert r.status_code == 422 and r.json()["field"] == "bars" and needle in r.json()["error"]
+
+
+def test_api_infill_of_a_file_that_is_not_music_is_a_400(client):
+    r = client.post("/api/infill", files={"file": ("t.mid", b"garbage")}, data={"bars": "1"})
+    assert r.status_code == 400 and r.json()["field"] == "file"
+    r = client.post("/api/infill", files={"file": ("t.abc", b"X:1\nK:C\nCDEF|\n")})
+    assert r.status_code == 422 and r.json()["field"] == "bars"  # bars is required

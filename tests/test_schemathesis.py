@@ -22,7 +22,7 @@ def api_schema(tiny_model_dir):
 
 
 OPERATIONS = [("GET", "/api/health"), ("GET", "/api/options"), ("POST", "/api/compose"),
-              ("POST", "/api/continue"), ("POST", "/api/score")]
+              ("POST", "/api/continue"), ("POST", "/api/infill"), ("POST", "/api/score")]
 # Examples per operation and mode: enough to reach every field, small enough for CI.
 EXAMPLES = {"positive": 100, "negative": 100}
 
