@@ -33,13 +33,15 @@ def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_not
     """Everything the page needs to show, play and download a tune. The notation (abc, svg) is
     the written form, with repeat signs, the svg engraved `width` CSS px wide; `notes` and
     `midi` are as played (repeats expanded), rests included (pitch None) so that they line up
-    with `surprisal`. With `new` (spans [a, b) of written notes that the model wrote into the
+    with `surprisal`, each with the written bar it is in (`bar`; 0 is a pickup). With `new` (spans [a, b) of written notes that the model wrote into the
     user's tune) every other note is flagged `fragment`, the user's own, and drawn in its
     colour. Times are in quarter notes."""
     abc = to_abc([melody])
     q = TICKS_PER_QUARTER
     heard, sources = played(melody)
     onsets = melody.onsets() + [melody.total_ticks]
+    bar, pickup = melody.meter.bar_ticks, melody.pickup
+    bar_of = [0 if t < pickup else (t - pickup) // bar + 1 for t in onsets]  # 0: the pickup
     mine = (lambda i: not any(a <= i < b for a, b in new)) if new else (lambda i: False)
     spans = [(onsets[a] / q, onsets[b] / q) for a, b in new or []]
     return {
@@ -49,7 +51,7 @@ def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_not
         "form": melody.form.letters() if melody.form is not None else "A",
         "tempo": melody.tempo, "pickup": melody.pickup / q,
         "notes": [{"pitch": n.pitch, "start": t / q, "duration": n.duration / q,
-                   "fragment": mine(i)}
+                   "fragment": mine(i), "bar": bar_of[i]}
                   for n, t, i in zip(heard.notes, heard.onsets(), sources)],
         "abc": abc,
         "midi": base64.b64encode(to_midi_bytes(heard)).decode("ascii"),

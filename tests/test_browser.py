@@ -415,3 +415,66 @@ def test_the_note_label_names_its_length_and_the_state_is_declared(server, brows
     assert page.evaluate("Object.keys(state)") == declared and "fragmentAll" in declared
     assert errors == [], errors
     page.close()
+
+
+NOTES = "state.tune.notes.map((n) => [n.bar, n.start, n.pitch, n.duration])"
+BAR_POINT = """(b) => {
+  const t = state.tune, r = document.querySelector('#roll').getBoundingClientRect();
+  const total = Math.max(...t.notes.map((n) => n.start + n.duration));
+  const n = t.notes.find((n) => n.bar === b), q = n.start + n.duration / 2;
+  return { x: 6 + (q / total) * (r.width - 12), y: r.height / 2 };
+}"""
+
+
+def test_bars_are_selected_regenerated_locked_and_undone(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = watch_console(page)
+    page.goto(server + "/")
+    wait_until(page, "document.querySelector('#meter').options.length > 0")
+    page.fill("#bars", "8")
+    page.fill("#seed", "5")
+    page.click("#go")
+    wait_until(page, "state.tune !== null && state.last.endpoint === 'compose'")
+    composed = page.evaluate(NOTES)
+
+    def click_bar(b: int, shift: bool = False) -> None:
+        page.click("#roll", position=page.evaluate(BAR_POINT, b),
+                   modifiers=["Shift"] if shift else [])
+
+    click_bar(3)
+    click_bar(4, shift=True)  # a range
+    assert sorted(page.evaluate("[...bars.selected]")) == [3, 4]
+    assert page.text_content("#bar-status") == "bars 3-4 selected"
+    with page.expect_response(lambda r: "/api/infill" in r.url) as resp:
+        page.click("#regenerate")
+    assert resp.value.status == 200
+    wait_until(page, "state.last.endpoint === 'infill'")
+    infilled = page.evaluate(NOTES)
+    outside = lambda notes, inside: [n for n in notes if n[0] not in inside]  # noqa: E731
+    assert outside(infilled, (3, 4)) == outside(composed, (3, 4))  # every other note kept
+    # The new notes are marked (coloured as new), and only in bars 3 and 4.
+    assert page.evaluate("state.tune.notes.filter((n) => !n.fragment).map((n) => n.bar)")
+    assert page.evaluate("state.tune.notes.every((n) => n.fragment || [3, 4].includes(n.bar))")
+    assert page.text_content("#legend-fragment-label") == "kept bars"
+
+    page.click("#undo")
+    assert page.evaluate(NOTES) == composed
+    page.click("#redo")
+    assert page.evaluate(NOTES) == infilled
+
+    # Bars 1-2 locked: "Compose" writes only the other bars, and keeps those.
+    click_bar(1)
+    click_bar(2, shift=True)
+    page.click("#lock")
+    assert page.text_content("#bar-status") == "bars 1-2 locked"
+    page.fill("#seed", "9")
+    with page.expect_response(lambda r: "/api/infill" in r.url) as resp:
+        page.click("#go")
+    assert resp.value.status == 200
+    wait_until(page, "state.last.fields.seed === 9")
+    assert page.evaluate("state.last.fields.bars") == "3-8"  # every bar but the locked ones
+    again = page.evaluate(NOTES)
+    assert [n for n in again if n[0] in (1, 2)] == [n for n in infilled if n[0] in (1, 2)]
+    page.click("#undo")
+    assert page.evaluate(NOTES) == infilled
+    assert errors == [], errors

@@ -179,6 +179,7 @@ function request(last, format, width) {
 
 async function run(endpoint) {
   stop();
+  if (endpoint === "compose" && composeAroundLocked()) return;  // bars.js: keep the locked bars
   showError(null);
   let last;
   if (endpoint === "compose") {
@@ -258,8 +259,10 @@ function show(tune, endpoint) {
   const continued = (tune.fragment_notes || 0) > 0;
   $("legend-fragment").hidden = !(continued || endpoint === "score");
   $("legend-new-label").textContent = continued ? "new bars" : "surprisal";
+  $("legend-fragment-label").textContent = "your fragment";
   state.fragmentAll = endpoint === "score";
   $("dl-musicxml").hidden = endpoint === "score";
+  barsShown(tune, endpoint);  // bars.js: history, nearest known tune, bar controls
   drawRoll();
 }
 
@@ -355,6 +358,7 @@ function drawRoll() {
     g.beginPath(); g.moveTo(Math.round(x(b)) + 0.5, 0); g.lineTo(Math.round(x(b)) + 0.5, h); g.stroke();
   }
 
+  shadeBars(g, x, h);  // bars.js: the selected and the locked bars
   const all = tune.notes.map((_, i) => bits(tune, i)).filter((b) => b != null);
   const top = Math.max(6, ...all);
   const frag = (tune.fragment_notes || 0) > 0 ? tune.notes.findIndex((n) => !n.fragment) : -1;
@@ -601,6 +605,7 @@ function wire() {
   let engrave = 0;
   window.addEventListener("resize", () => { cancelAnimationFrame(resize); resize = requestAnimationFrame(drawRoll); });
   new ResizeObserver(() => { clearTimeout(engrave); engrave = setTimeout(reengrave, 250); }).observe($("result"));
+  wireBars();
 }
 
 wire();
