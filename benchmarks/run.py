@@ -108,6 +108,22 @@ def abuse_rows(r: dict) -> list[tuple[str, str, str]]:
     ]
 
 
+def infill_rows(r: dict) -> list[tuple[str, str, str]]:
+    q, s, lk = r["quality"], r["speed"], r.get("lookups")
+    bits = q["bits_per_note"]
+    rows = [(f"infill: bits/note of the fixed bars after a 2-bar gap ({q['tunes']} test tunes): "
+             "infill, left-only continuation, real bars; share of the gap closed",
+             f"{bits['infill']['all_after']:.3f}, {bits['continuation']['all_after']:.3f}, "
+             f"{bits['oracle']['all_after']:.3f}; {q['gap_closed']['all_after']:.0%}", ">= 50%"),
+            (f"infill: 2 bars of a 32-bar tune, K = 128 (p50 of {s['tunes']})",
+             f"{s['p50_ms']:.0f} ms", "<= 250 ms")]
+    if lk:
+        rows.append((f"similar: {lk['lookups']} look-ups of corpus tunes (and transposed): found "
+                     "first at > 0.9; time p50 / max", f"{lk['found_first']:.0%}; "
+                     f"{lk['p50_ms']:.2f} / {lk['max_ms']:.1f} ms", "100%; <= 50 ms"))
+    return rows
+
+
 def markov_rows(r: dict) -> list[tuple[str, str, str]]:
     return [(f"Markov baseline, {r['notes']:,} synthetic notes: fit + order choice, evaluate",
              f"{r['fit_seconds']:.1f} s, {r['evaluate_seconds']:.1f} s", "")]
@@ -150,6 +166,8 @@ def benches(quick: bool, cores: int) -> list[Bench]:
         Bench("abuse", "api_abuse.py", ["--seconds", "10"], 300, abuse_rows),
         Bench("markov", "markov_speed.py", ["--notes", "1000000"], 300, markov_rows),
         Bench("formats", "formats_speed.py", ["--repeat", "100"], 120, formats_rows),
+        *([Bench("infill", "infill_quality.py", ["--tunes", "60", "--data", str(FOLK)], 600,
+                 infill_rows)] if FOLK.is_file() else []),
         *([Bench("structure", "structure.py", ["--samples", "40", "--types", "reel,jig,hornpipe",
                                                "--data", str(FOLK)], 600, structure_rows)]
           if FOLK.is_file() else []),
@@ -191,7 +209,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help=f"cold-ingest {QUICK_CORPUS} instead of the whole default corpus")
     ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help="run only these: ingest train sample api api-torch abuse markov formats structure")
+                    help="run only these: ingest train sample api api-torch abuse markov formats infill "
+                         "structure")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     info = machine()

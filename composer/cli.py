@@ -7,11 +7,11 @@ import sys
 
 import typer
 
-from .clicommon import (BEST_OF_OPTION, FRAGMENT_STYLE_OPTION, MODEL_OPTION, OUT_OPTION, SEED_OPTION,
-                        HIGH_OPTION, LOW_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, SERVE,
-                        STYLE_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION,
-                        TUNE_OPTION, TYPE_OPTION, USER_ERRORS, VERBOSE_OPTION, app, fail, sampling_options,
-                        write_tunes)
+from .clicommon import (BEST_OF_OPTION, FRAGMENT_STYLE_OPTION, HIGH_OPTION, LOW_OPTION,
+                        MODEL_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, OUT_OPTION, SEED_OPTION,
+                        SERVE, STYLE_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION,
+                        TUNE_OPTION, TYPE_OPTION, USER_ERRORS, VERBOSE_OPTION, app,
+                        compose_and_write, fail)
 from .music import KEYS, quarters_to_ticks
 from .requests import ComposeRequest
 from .serve import ServeConfig
@@ -58,24 +58,18 @@ def compose_command(
 ) -> None:
     """Compose new tunes in --key --mode: a --type of tune in its usual form (or in --form),
     or --bars bars through-composed."""
-    from .engine import set_threads
-    from .modelfiles import CheckpointError
     from .sample import Composer, ComposeRequest
-    from .tunefiles import check_output
 
-    set_threads(threads)
-    try:
-        check_output(out, count)
-        opts = sampling_options(temperature, top_p, seed, best_of, low, high)
+    def make(opts):
         composer = Composer.load(model)
         req = ComposeRequest(bars=bars, meter=meter, key=key, mode=mode, style=style, tempo=tempo,
                              sampling=opts, tune_type=tune_type, form=form, endings=endings,
                              title=title,
                              pickup=None if pickup is None else quarters_to_ticks(pickup))
-        comps = composer.compose_many(req, count)
-    except (CheckpointError, OSError, *USER_ERRORS) as e:
-        raise fail(e) from None
-    write_tunes(comps, out, model)
+        return composer.compose_many(req, count), []
+
+    compose_and_write(make, out, count, (temperature, top_p, seed, best_of, low, high), threads,
+                      model)
 
 
 @app.command("continue")
@@ -103,24 +97,18 @@ def continue_command(
 ) -> None:
     """Continue a fragment: its notes unchanged, then the rest of its form (or --bars new bars)
     in its key and meter."""
-    from .engine import set_threads
-    from .modelfiles import CheckpointError
     from .sample import Composer
-    from .tunefiles import check_output, read_input
+    from .tunefiles import read_input
 
-    set_threads(threads)
-    try:
-        check_output(out, 1)
-        opts = sampling_options(temperature, top_p, seed, best_of, low, high)
+    def make(opts):
         melody, notes = read_input(input, tune)
-        composer = Composer.load(model)
-        comp = composer.continue_melody(melody, bars=bars, keep_bars=keep_bars, sampling=opts,
-                                        style=style, form=form, tune_type=tune_type)
-    except (CheckpointError, OSError, *USER_ERRORS) as e:
-        raise fail(e, detail=verbose and getattr(e, "library", "")) from None
-    for note in notes:
-        typer.echo(note, err=True)
-    write_tunes([comp], out, model)
+        comp = Composer.load(model).continue_melody(melody, bars=bars, keep_bars=keep_bars,
+                                                    sampling=opts, style=style, form=form,
+                                                    tune_type=tune_type)
+        return [comp], notes
+
+    compose_and_write(make, out, 1, (temperature, top_p, seed, best_of, low, high), threads,
+                      model, verbose)
 
 
 @app.command("score")

@@ -121,3 +121,24 @@ def write_tunes(comps: list, out: str, model: str | None = None) -> None:
     nearest = nearest_line(comps, model)
     if nearest:
         typer.echo(nearest, err=True)
+
+
+def compose_and_write(make, out: str, count: int, sampling: tuple, threads: int,
+                      model: str | None, verbose: bool = False) -> None:
+    """The body of compose, continue and infill: check OUT, validate the sampling options
+    (temperature, top_p, seed, best_of, low, high), run `make(opts)` for (compositions, notes
+    on the input), and write; a user's error is one line (with --verbose, the reading library's
+    own message too)."""
+    from .engine import set_threads
+    from .modelfiles import CheckpointError
+    from .tunefiles import check_output
+
+    set_threads(threads)
+    try:
+        check_output(out, count)
+        comps, notes = make(sampling_options(*sampling))
+    except (CheckpointError, OSError, *USER_ERRORS) as e:
+        raise fail(e, detail=verbose and getattr(e, "library", "")) from None
+    for note in notes:
+        typer.echo(note, err=True)
+    write_tunes(comps, out, model)

@@ -10,7 +10,7 @@ from .music import MusicError
 from .similar import bar_ranges
 from .clicommon import (BEST_OF_OPTION, MODEL_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, OUT_OPTION,
                         SEED_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION, TUNE_OPTION,
-                        USER_ERRORS, VERBOSE_OPTION, app, fail, sampling_options, write_tunes)
+                        USER_ERRORS, VERBOSE_OPTION, app, compose_and_write, fail)
 
 
 @app.command("infill")
@@ -36,25 +36,18 @@ def infill_command(
 ) -> None:
     """Write chosen bars of a tune anew, to fit the bars before and after them; every other
     note stays as it is, and a repeated part changes in both playings."""
-    from .engine import set_threads
     from .infill import parse_bars, tune_bars
-    from .modelfiles import CheckpointError
     from .sample import Composer
-    from .tunefiles import check_output, read_input
+    from .tunefiles import read_input
 
-    set_threads(threads)
-    try:
-        check_output(out, count)
-        opts = sampling_options(temperature, top_p, seed, best_of, low, high)
+    def make(opts):
         melody, notes = read_input(input, tune)
         ranges = parse_bars(bars, tune_bars(melody))
-        comps = Composer.load(model).infill(melody, ranges, opts, count=count,
-                                             candidates=candidates)
-    except (CheckpointError, OSError, *USER_ERRORS) as e:
-        raise fail(e, detail=verbose and getattr(e, "library", "")) from None
-    for note in notes:
-        typer.echo(note, err=True)
-    write_tunes(comps, out, model)
+        return Composer.load(model).infill(melody, ranges, opts, count=count,
+                                           candidates=candidates), notes
+
+    compose_and_write(make, out, count, (temperature, top_p, seed, best_of, low, high), threads,
+                      model, verbose)
 
 
 @app.command("similar")

@@ -24,7 +24,7 @@ from .requests import Composition, SamplingOptions
 DEFAULT_CANDIDATES = 128
 MAX_CANDIDATES = 512
 MAX_ALTERNATIVES = 8
-WINDOW_BARS = 4  # fixed bars after a gap that weigh its candidates
+WINDOW_BARS = 8  # fixed bars after a gap that weigh its candidates (4 closed less of the gap)
 
 
 def tune_bars(melody: Melody) -> int:
