@@ -1,5 +1,5 @@
-// composer playground, co-composing: select bars in the piano roll (click, shift-click for a
-// range), regenerate them, lock bars through later "Compose" presses (which then write only the
+// composer playground, co-composing: select bars in the notation or the piano roll (click,
+// shift-click for a range), regenerate them, lock bars through later "Compose" presses (which then write only the
 // unlocked bars), undo and redo. Bars are the tune's written bars, as the API numbers them
 // (`bar` of each note; 0 is a pickup), so a bar chosen in one playing of a repeat is chosen in
 // both. Uses app.js's state, $, api, formData, notationWidth, samplingFields, show, drawRoll.
@@ -70,9 +70,49 @@ function barAt(ev) {
   return best ? best.bar : null;
 }
 
-function onBarClick(ev) {
+// Where each written bar lies in the notation, as fractions of the image: verovio draws one
+// "measure" group per written bar (the pickup first), its staff lines spanning the bar.
+function measureBoxes(svg) {
+  // its styles left out: the page's policy refuses inline styles even in a parsed document
+  const bare = svg.replace(/<style[\s\S]*?<\/style>/g, "").replace(/ style="[^"]*"/g, "");
+  const doc = new DOMParser().parseFromString(bare, "image/svg+xml");
+  const view = doc.querySelector("svg[viewBox]");
+  const margin = doc.querySelector("g.page-margin");
+  if (!view) return [];
+  const [, , vw, vh] = view.getAttribute("viewBox").split(/\s+/).map(Number);
+  const shift = ((margin && margin.getAttribute("transform")) || "").match(/-?[\d.]+/g) || [0, 0];
+  const [dx, dy] = shift.map(Number);
+  return [...doc.querySelectorAll("g.measure")].map((m) => {
+    const xs = [], ys = [];
+    for (const p of m.querySelectorAll("g.staff > path")) {
+      const v = (p.getAttribute("d").match(/-?[\d.]+/g) || []).map(Number);
+      xs.push(v[0], v[2]);
+      ys.push(v[1], v[3]);
+    }
+    return { x0: (Math.min(...xs) + dx) / vw, x1: (Math.max(...xs) + dx) / vw,
+             y0: (Math.min(...ys) + dy) / vh, y1: (Math.max(...ys) + dy) / vh };
+  });
+}
+
+// The written bar under a click on the notation: the measure whose staff is nearest.
+function barInNotation(ev) {
+  const tune = state.tune;
+  if (!tune || !tune.svg) return null;
+  const r = $("notation").getBoundingClientRect();
+  const fx = (ev.clientX - r.left) / r.width;
+  const fy = (ev.clientY - r.top) / r.height;
+  let best = null;
+  measureBoxes(tune.svg).forEach((b, k) => {
+    const d = Math.max(0, b.x0 - fx, fx - b.x1) + Math.max(0, b.y0 - fy, fy - b.y1);
+    if (!best || d < best.d) best = { d, k };
+  });
+  if (!best) return null;
+  return (tune.pickup || 0) > 0 ? best.k : best.k + 1;  // measure 0 is the pickup, if any
+}
+
+function onBarClick(ev, bar) {
   if (!state.tune) return;
-  const bar = barAt(ev);
+  if (bar === undefined) bar = barAt(ev);
   if (bar == null || bar < 1) return;
   if (ev.shiftKey && bars.anchor != null) {
     bars.selected.clear();
@@ -188,7 +228,8 @@ function replay(from, to) {
 }
 
 function wireBars() {
-  $("roll").addEventListener("click", onBarClick);
+  $("roll").addEventListener("click", (ev) => onBarClick(ev));
+  $("notation").addEventListener("click", (ev) => onBarClick(ev, barInNotation(ev)));
   $("regenerate").addEventListener("click", () => infill(rangesOf(bars.selected)));
   $("lock").addEventListener("click", toggleLock);
   $("undo").addEventListener("click", () => replay(bars.past, bars.future));
