@@ -186,7 +186,10 @@ def run(bench: Bench) -> tuple[dict | None, str]:
     if proc.returncode or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return None, f"failed (exit {proc.returncode}): {tail[:120]}"
-    return json.loads(lines[-1]), ""
+    try:
+        return json.loads(lines[-1]), ""
+    except json.JSONDecodeError:
+        return None, "failed: its --json output is not one line of JSON"
 
 
 def machine() -> dict:

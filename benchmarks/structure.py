@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     report = run(args)
-    print(json.dumps(report, indent=1) if args.json else table(report))
+    print(json.dumps(report) if args.json else table(report))
 
 
 if __name__ == "__main__":
