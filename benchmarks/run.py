@@ -94,8 +94,8 @@ def abuse_rows(r: dict) -> list[tuple[str, str, str]]:
          f"{a['light_compose_s']:.2f} s ({a['light_attempts']} tries, {a['light_status']}); "
          f"{a['cpu_s_in_the_2_s_after_that']:.2f} s CPU",
          "< 1 s; stops within 1 s"),
-        (f"API overload: 32 clients of 64-bar best-of-16 composes: admitted p99; 503 p50/p99; "
-         f"Retry-After estimate within 2x of the wait; health p99",
+        ("API overload: 32 clients of 64-bar best-of-16 composes: admitted p99; 503 p50/p99; "
+         "Retry-After estimate within 2x of the wait; health p99",
          f"{o['admitted_p99_s']:.2f} s ({o['admitted']} admitted); {o['refused_p50_ms']:.0f}/"
          f"{o['refused_p99_ms']:.0f} ms ({o['refused']}); {o['retry_estimate_within_2x']:.0%}; "
          f"{o['health_p99_ms']:.0f} ms", "<= 3 s; <= 50 ms; ; < 100 ms"),

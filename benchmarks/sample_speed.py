@@ -28,7 +28,7 @@ from composer.modelfiles import default_model_dir
 from composer.encoding import Vocab
 from composer.engine import Engine
 from composer.model import build_model
-from composer.modelconfig import ModelConfig
+from composer.modelconfig import ModelConfig, vocab_sizes
 from composer.music import MODES
 from composer.sample import ComposeRequest, Composer, SamplingOptions
 
@@ -42,9 +42,7 @@ def random_model() -> LoadedModel:
     torch.manual_seed(0)
     vocab = Vocab(durations=FOLK_DURATIONS, meters=FOLK_METERS, modes=list(MODES),
                   styles=["essen", "oneills", "ryans", "nottingham", "other"])
-    cfg = ModelConfig(n_durations=vocab.n_durations, n_pitches=vocab.n_pitches,
-                      n_positions=vocab.n_positions, n_meters=len(vocab.meters),
-                      n_modes=len(vocab.modes), n_styles=len(vocab.styles))
+    cfg = ModelConfig(**vocab_sizes(vocab))
     model = build_model(cfg).eval()
     with torch.no_grad():  # about 8 notes a bar in 4/4, as in reels
         model.dur_head.bias[vocab.duration_token(12)] += 4.0

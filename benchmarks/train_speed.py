@@ -21,7 +21,7 @@ import torch
 from composer.dataset import Dataset
 from composer.encoding import Vocab
 from composer.model import build_model
-from composer.modelconfig import ModelConfig, count_params, match_joint
+from composer.modelconfig import ModelConfig, count_params, match_joint, vocab_sizes
 from composer.batches import Batches
 from composer.trainstep import autocast_for, train_step
 
@@ -48,9 +48,7 @@ def synthetic_dataset(tunes: int, seed: int = 0) -> Dataset:
 def measure(ds: Dataset, arch: str, device: torch.device, precision: str, batch_size: int,
             steps: int, hidden: int, cell: str) -> dict:
     v = ds.vocab
-    cfg = ModelConfig(arch="dual", cell=cell, hidden=hidden, n_durations=v.n_durations,
-                      n_pitches=v.n_pitches, n_positions=v.n_positions, n_meters=len(v.meters),
-                      n_modes=len(v.modes), n_styles=len(v.styles))
+    cfg = ModelConfig(arch="dual", cell=cell, hidden=hidden, **vocab_sizes(v))
     if arch == "joint":
         cfg = match_joint(cfg)
     torch.manual_seed(0)

@@ -159,3 +159,11 @@ def match_joint(cfg: ModelConfig, tolerance: float = 0.05) -> ModelConfig:
         raise ValueError(f"no joint hidden size matches {target} parameters within "
                          f"{tolerance:.0%}; the joint output layer alone is larger")
     return best
+
+
+def vocab_sizes(vocab) -> dict[str, int]:
+    """The ModelConfig fields a vocabulary (encoding.Vocab) sets: its table sizes."""
+    return {"n_durations": vocab.n_durations, "n_pitches": vocab.n_pitches,
+            "n_positions": vocab.n_positions, "n_meters": len(vocab.meters),
+            "n_modes": len(vocab.modes), "n_styles": len(vocab.styles),
+            "n_types": len(vocab.types)}

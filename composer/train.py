@@ -20,7 +20,7 @@ from .modelfiles import read_json, sha256_file, write_json
 from .batches import Batches
 from .dataset import Dataset, style_counts, type_forms
 from .model import bits, build_model
-from .modelconfig import ModelConfig, count_params, match_joint
+from .modelconfig import ModelConfig, count_params, match_joint, vocab_sizes
 from .trainlog import Progress, plot_curves
 from .trainstep import TrainError, autocast_for, train_step
 
@@ -229,10 +229,7 @@ def _setup(cfg: TrainConfig, say: Callable[[str], None], main: bool) -> tuple[_R
     v = ds.vocab
     try:
         mcfg = ModelConfig(arch=cfg.arch, cell=cfg.cell, hidden=cfg.hidden, layers=cfg.layers,
-                           dropout=cfg.dropout, n_durations=v.n_durations, n_pitches=v.n_pitches,
-                           n_positions=v.n_positions, n_meters=len(v.meters),
-                           n_modes=len(v.modes), n_styles=len(v.styles),
-                           n_types=len(v.types), form=cfg.form)
+                           dropout=cfg.dropout, form=cfg.form, **vocab_sizes(v))
         if cfg.arch == "joint" and cfg.match_params:
             mcfg = match_joint(mcfg)
     except ValueError as e:
