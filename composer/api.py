@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .admission import (DEFAULT_MAX_WAIT_S, Admission, Busy, compose_units, upload_notes,
-                        upload_units)
+from .admission import (DEFAULT_MAX_WAIT_S, ROW_SHARE, Admission, Busy, compose_units,
+                        upload_notes, upload_units)
 from .apischemas import (API_LIMITS, DOCUMENTED, MAX_BODY_BYTES, MAX_UPLOAD_BYTES, UPLOAD_LIMITS,
                          APIError, ComposeBody, ContinueForm, Error, FormatQuery, InfillForm,
                          NotationWidthQuery, UploadParam, busy_response, error_response,
@@ -298,5 +298,5 @@ def _add_routes(app: FastAPI) -> None:
             return JSONResponse(report)
 
         notes = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
-        units = upload_units(notes, passes=len(state.options["styles"]))
+        units = upload_units(notes, passes=1 + ROW_SHARE * len(state.options["styles"]))
         return await run_job(request, run, "score", units, given=set())

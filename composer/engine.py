@@ -164,12 +164,26 @@ class Engine:
         [n - first, n_durations], the next-pitch logits [n - first, n_pitches], and the
         one-row batch after those steps."""
         net = net or self.batch(1, np.array([labels], np.int64))
+        dur, pitch = self._read(net, steps, n, first)
+        return dur[:, 0], pitch[:, 0], net
+
+    def read_rows(self, steps: dict[str, np.ndarray], label_rows: list[tuple[int, ...]], n: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """read() of the same steps under each of several labellings, in one batch: logits
+        [rows, n, n_durations] and [rows, n, n_pitches]."""
+        dur, pitch = self._read(self.batch(len(label_rows), np.array(label_rows, np.int64)),
+                                steps, n, 0)
+        return dur.transpose(1, 0, 2), pitch.transpose(1, 0, 2)
+
+    def _read(self, net: "EngineBatch", steps: dict[str, np.ndarray], n: int, first: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Steps first..n-1 read by every row of `net`: logits [n - first, rows, ...]."""
         cfg = self.cfg
         keys = [k for k, *_ in input_tables(cfg)][self.form]
         form = np.stack([steps[k][:n] for k in keys], 1) if keys else None
         closes = steps["closes"][:n] if reads_closes(cfg) else None
-        dur = np.empty((n - first, cfg.n_durations), np.float32)
-        pitch = np.empty((n - first, cfg.n_pitches), np.float32)
+        dur = np.empty((n - first, net.rows, cfg.n_durations), np.float32)
+        pitch = np.empty((n - first, net.rows, cfg.n_pitches), np.float32)
         for t in range(first, n):
             if t % 64 == 0:
                 cancel.check()  # a long upload's scoring stops when its request is cancelled
@@ -178,7 +192,7 @@ class Engine:
                                         None if form is None else form[t:t + 1])
             pitch[t - first] = net.melody(int(steps["dur_out"][t]),
                                           None if closes is None else int(closes[t]))
-        return dur, pitch, net
+        return dur, pitch
 
 
 class EngineBatch:

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from .encoding import encode
 from .formfeatures import tune_ticks
+from .generate import bits
 from .music import Melody, MusicError
 from .requests import NoteScore, ScoreReport
 
@@ -25,18 +26,18 @@ def score(composer, melody: Melody, style: str | None = None) -> ScoreReport:
         candidates, style_from = [melody.style], "the file's"
     else:
         candidates, style_from = list(composer.vocab.styles), "best fit"
-    best = None
-    for label in candidates:
-        enc = encode(replace(melody, mode=mode, style=label, tune_type=kind), composer.vocab,
-                     snap=True)
-        total = tune_ticks(enc, composer.vocab)
-        form = composer._written_form(enc, total, meter)
-        n = len(enc.durations)
-        rhythm, pitch, _, _ = composer._read(enc, form, total,
-                                         composer.choices.ids(meter, mode, label, kind), n + 1)
-        if best is None or rhythm.sum() + pitch.sum() < best[0]:
-            best = (float(rhythm.sum() + pitch.sum()), label, rhythm, pitch)
-    _, style, rhythm, pitch = best
+    # The style is a label only: the notes read the same under each, so all are read at once.
+    enc = encode(replace(melody, mode=mode, style=candidates[0], tune_type=kind), composer.vocab,
+                 snap=True)
+    total = tune_ticks(enc, composer.vocab)
+    s = composer._steps(enc, composer._written_form(enc, total, meter), total)
+    n = len(enc.durations)
+    dur, pitch_logits = composer.net.read_rows(
+        s, [composer.choices.ids(meter, mode, label, kind) for label in candidates], n + 1)
+    reads = [(bits(d, s["dur_out"][:n + 1]), bits(p[:n], s["pitch_out"][:n]))
+             for d, p in zip(dur, pitch_logits)]
+    k = min(range(len(reads)), key=lambda i: float(reads[i][0].sum() + reads[i][1].sum()))
+    style, (rhythm, pitch) = candidates[k], reads[k]
     bar, beat = meter.bar_ticks, meter.beat_ticks
     first_bar = 0 if melody.pickup else 1
     notes = []

@@ -33,6 +33,13 @@ class TorchNet:
         return dur[0, first:].float().numpy(), pitch[0, first:].float().numpy(), net
 
 
+    def read_rows(self, steps: dict[str, np.ndarray], label_rows: list[tuple[int, ...]], n: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """As engine.Engine.read_rows: one read() per labelling."""
+        reads = [self.read(steps, labels, n)[:2] for labels in label_rows]
+        return np.stack([d for d, _ in reads]), np.stack([p for _, p in reads])
+
+
 class StepBatch:
     """One batch on the model's own rhythm_step / melody_step (the interface of
     engine.EngineBatch)."""

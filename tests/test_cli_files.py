@@ -164,7 +164,8 @@ def test_score_takes_a_style_or_picks_the_best_fit(tmp_path):
     each = {s: json.loads(cli_ok(["score", path, "--json", "--style",
                                   s]).stdout)["total_bits"] for s in styles}
     assert best["style"] == min(each, key=each.get)
-    assert best["total_bits"] == min(each.values())
+    # all styles are read in one batch, each alone in one row: the same figures, to rounding
+    assert abs(best["total_bits"] - min(each.values())) < 1e-3
     cli_fails(["score", path, "--style", "nope"], "valid styles")
 
 
