@@ -40,8 +40,9 @@ def upload_notes(size: int, filename: str, max_notes: int) -> int:
     return min(max_notes, int(size / BYTES_PER_NOTE.get(suffix, 2.0)) + 1)
 
 
-def upload_units(notes: int, passes: int = 1) -> float:
-    """Units of reading an upload of `notes` notes and scoring it `passes` times."""
+def upload_units(notes: int, passes: float = 1) -> float:
+    """Units of reading an upload of `notes` notes and passing the model over it `passes`
+    times (a batch of k rows counts 1 + k * ROW_SHARE passes)."""
     return notes * (PARSE_UNITS + passes + RESPONSE_UNITS)
 
 
