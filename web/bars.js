@@ -133,7 +133,7 @@ function updateBarControls() {
   const any = bars.selected.size > 0;
   const sel = rangesOf(bars.selected);
   $("bar-status").textContent = any ? `bars ${sel} selected` :
-    bars.locked.size ? `bars ${rangesOf(bars.locked)} locked` : "click a bar in the piano roll to select it; shift-click for a range";
+    bars.locked.size ? `bars ${rangesOf(bars.locked)} locked` : "click a bar in the notation or the piano roll to select it; shift-click for a range";
   $("regenerate").disabled = !any;
   const allLocked = any && [...bars.selected].every((b) => bars.locked.has(b));
   $("lock").disabled = !any;
