@@ -39,15 +39,11 @@ from composer.sample import Composer  # noqa: E402
 from composer.similar import SimilarIndex  # noqa: E402
 
 
-def bar_number(m, t: int) -> int:
-    return 0 if t < m.pickup else (t - m.pickup) // m.meter.bar_ticks + 1
-
-
 def after_bits(melody, surprisal, first_fixed_bar: int, bars: int | None) -> tuple[float, int]:
     """Bits and notes of the fixed notes from bar `first_fixed_bar` on (`bars` of them, or all)."""
     total, n = 0.0, 0
     for t, (r, p) in zip(melody.onsets(), surprisal):
-        b = bar_number(melody, t)
+        b = melody.bar_of(t)
         if b >= first_fixed_bar and (bars is None or b < first_fixed_bar + bars):
             total, n = total + r + p, n + 1
     return total, n
@@ -56,7 +52,7 @@ def after_bits(melody, surprisal, first_fixed_bar: int, bars: int | None) -> tup
 def join(melody, gap_end_bar: int) -> tuple[int, int] | None:
     """(interval into the first note of bar `gap_end_bar`, length of the note before it)."""
     notes = list(zip(melody.onsets(), melody.notes))
-    k = next((i for i, (t, _) in enumerate(notes) if bar_number(melody, t) >= gap_end_bar), None)
+    k = next((i for i, (t, _) in enumerate(notes) if melody.bar_of(t) >= gap_end_bar), None)
     if not k:
         return None
     before = [n.pitch for _, n in notes[:k] if n.pitch is not None]

@@ -40,8 +40,6 @@ def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_not
     q = TICKS_PER_QUARTER
     heard, sources = played(melody)
     onsets = melody.onsets() + [melody.total_ticks]
-    bar, pickup = melody.meter.bar_ticks, melody.pickup
-    bar_of = [0 if t < pickup else (t - pickup) // bar + 1 for t in onsets]  # 0: the pickup
     mine = (lambda i: not any(a <= i < b for a, b in new)) if new else (lambda i: False)
     spans = [(onsets[a] / q, onsets[b] / q) for a, b in new or []]
     return {
@@ -51,7 +49,7 @@ def tune_json(melody: Melody, surprisal: list[tuple[float, float]], bits_per_not
         "form": melody.form.letters() if melody.form is not None else "A",
         "tempo": melody.tempo, "pickup": melody.pickup / q,
         "notes": [{"pitch": n.pitch, "start": t / q, "duration": n.duration / q,
-                   "fragment": mine(i), "bar": bar_of[i]}
+                   "fragment": mine(i), "bar": melody.bar_of(onsets[i])}
                   for n, t, i in zip(heard.notes, heard.onsets(), sources)],
         "abc": abc,
         "midi": base64.b64encode(to_midi_bytes(heard)).decode("ascii"),

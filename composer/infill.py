@@ -30,9 +30,7 @@ WINDOW_BARS = 8  # fixed bars after a gap that weigh its candidates (4 closed le
 def tune_bars(melody: Melody) -> int:
     """Bars after the pickup, a short last bar included (bar 0 is the pickup, as `score`
     numbers them)."""
-    bar = melody.meter.bar_ticks
-    return -(-(melody.total_ticks - melody.pickup) // bar) if melody.total_ticks > melody.pickup \
-        else 0
+    return melody.bar_of(melody.total_ticks - 1) if melody.total_ticks > melody.pickup else 0
 
 
 def parse_bars(text: str, bars: int) -> list[tuple[int, int]]:

@@ -105,6 +105,12 @@ def normalize_mode(name: str) -> str:
     raise MusicError(f"unknown mode {name!r}; valid modes: {', '.join(MODES)}", field="mode")
 
 
+def bar_number(t: int, start: int, bar: int) -> int:
+    """The written bar a note at tick `t` (from the first note) is in, for a tune whose first
+    note is at `start` ticks into its bar: 0 is a pickup, 1 the first full bar."""
+    return (start + t) // bar + (0 if start else 1)
+
+
 _NOTE_NAMES = {1: ("whole", "wholes"), 2: ("half", "halves"), 4: ("quarter", "quarters"),
                8: ("eighth", "eighths"), 16: ("sixteenth", "sixteenths"),
                32: ("thirty-second", "thirty-seconds")}  # the note a meter's denominator counts
@@ -204,6 +210,10 @@ class Melody:
     def start_position(self) -> int:
         """Position in the bar, in ticks, of the first note."""
         return (self.meter.bar_ticks - self.pickup) % self.meter.bar_ticks
+
+    def bar_of(self, t: int) -> int:
+        """The written bar tick `t` is in (0: the pickup; see bar_number)."""
+        return bar_number(t, self.start_position, self.meter.bar_ticks)
 
     def onsets(self) -> list[int]:
         """Onset of each note in ticks from the start of the tune."""

@@ -39,11 +39,10 @@ def score(composer, melody: Melody, style: str | None = None) -> ScoreReport:
     k = min(range(len(reads)), key=lambda i: float(reads[i][0].sum() + reads[i][1].sum()))
     style, (rhythm, pitch) = candidates[k], reads[k]
     bar, beat = meter.bar_ticks, meter.beat_ticks
-    first_bar = 0 if melody.pickup else 1
     notes = []
     for i, (note, t) in enumerate(zip(melody.notes, melody.onsets())):
         at = melody.start_position + t
-        notes.append(NoteScore(i, first_bar + at // bar, round(1 + (at % bar) / beat, 3),
+        notes.append(NoteScore(i, melody.bar_of(t), round(1 + (at % bar) / beat, 3),
                                note.pitch, note.duration, float(rhythm[i]), float(pitch[i])))
     total_bits = float(rhythm.sum() + pitch.sum())
     top = sorted(notes, key=lambda x: -x.bits)[:5]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_atomic
-from .music import Melody, Meter
+from .music import Melody, Meter, bar_number
 
 INDEX_FILE = "similar.npz"
 SHINGLE = 4  # notes in a shingle
@@ -56,10 +56,9 @@ def bar_hashes(codes: np.ndarray, onsets: list[int], start: int, bar: int) -> di
     """{bar number: hash} of a tune's bars, numbered as `score` numbers them (0: a pickup, 1:
     the first full bar); a bar's hash covers its notes' durations, positions and intervals, the
     first note's interval from the bar before left out."""
-    first_full = 1 if start == 0 else 0  # without a pickup, the first bar is bar 1
     groups: dict[int, list[int]] = {}
     for c, t in zip(codes.tolist(), onsets):
-        number = (start + t) // bar + first_full
+        number = bar_number(t, start, bar)
         groups.setdefault(number, []).append(
             ((c % 4096) if number not in groups else c) * 1024 + (start + t) % bar)
     return {b: hash(tuple(notes)) & 0xFFFFFFFF for b, notes in groups.items()}
