@@ -43,20 +43,31 @@ def parse_bars(text: str, bars: int) -> list[tuple[int, int]]:
         if not m:
             raise MusicError(f"bars {text!r}: write bar numbers and ranges such as 5-6 or 3,7-8",
                              field="bars")
-        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+        ranges.append((int(m.group(1)), int(m.group(2) or m.group(1))))
+    return check_ranges(ranges, bars)
+
+
+def _named(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def check_ranges(ranges: list[tuple[int, int]], bars: int) -> list[tuple[int, int]]:
+    """Bar ranges (first, last) in a tune of `bars` bars, sorted; refused when one is empty,
+    outside the tune or overlaps another, or when they cover every bar."""
+    for first, last in ranges:
         if last < first:
-            raise MusicError(f"bars {part}: the range is empty (its last bar comes before its "
-                             "first)", field="bars")
+            raise MusicError(f"bars {_named(first, last)}: the range is empty (its last bar "
+                             "comes before its first)", field="bars")
         if first < 1 or last > bars:
-            raise MusicError(f"bars {part}: the tune has bars 1 to {bars}", field="bars")
-        ranges.append((first, last))
-    ranges.sort()
+            raise MusicError(f"bars {_named(first, last)}: the tune has bars 1 to {bars}",
+                             field="bars")
+    ranges = sorted(ranges)
     for (a0, a1), (b0, b1) in zip(ranges, ranges[1:]):
         if b0 <= a1:
-            raise MusicError(f"bars {a0}-{a1} and {b0}-{b1} overlap", field="bars")
+            raise MusicError(f"bars {_named(a0, a1)} and {_named(b0, b1)} overlap", field="bars")
     if sum(b - a + 1 for a, b in ranges) >= bars:
-        raise MusicError(f"bars {text}: that is every bar of the tune; compose a new one "
-                         "instead", field="bars")
+        raise MusicError(f"bars {','.join(_named(a, b) for a, b in ranges)}: that is every bar "
+                         "of the tune; compose a new one instead", field="bars")
     return ranges
 
 
@@ -76,8 +87,8 @@ def infill(composer, melody: Melody, bars: list[tuple[int, int]],
                          f"{candidates}", field="candidates")
     if not melody.notes:
         raise MusicError("the tune has no notes")
-    bars = parse_bars(",".join(f"{a}-{b}" for a, b in bars), tune_bars(melody))
-    seed = int(opts.seed) if opts.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    bars = check_ranges(bars, tune_bars(melody))
+    seed = opts.seed_or_new()
     out = []
     for alt in range(count):
         tune, spans, head = melody, [], None

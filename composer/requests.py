@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from .music import Melody, MusicError, pitch_name
@@ -25,6 +26,10 @@ class SamplingOptions:
     best_of: int = 1
     low: int = 55
     high: int = 88
+
+    def seed_or_new(self) -> int:
+        """The seed to draw with: the one given, else a fresh one (reported with the tune)."""
+        return int(self.seed) if self.seed is not None else secrets.randbelow(2**31)
 
     def validate(self) -> None:
         t0, t1 = LIMITS["temperature"]

@@ -7,7 +7,6 @@ surprisal under the model, and `score` gives the same numbers for any tune.
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -171,7 +170,7 @@ class Composer:
         if pickup and not plan.reach[total - pickup]:
             raise MusicError(f"a pickup of {pickup / TICKS_PER_QUARTER:g} quarter notes cannot "
                              "be filled with the model's durations", field="pickup")
-        seed = _seed(opts.seed)
+        seed = opts.seed_or_new()
         begin = Start(BOS, BOS, start, start, total)
         labels = self.choices.ids(meter, mode, style, tune_type)
         pitch_bias = self._pitch_bias(opts.low, opts.high, shift)
@@ -236,7 +235,7 @@ class Composer:
         frag_rhythm, frag_pitch, state, s = self._read(enc, target, total, labels, n)
         remaining = total - frag_ticks
         plan = self._plan(meter, (start + total) % bar, remaining, lay)
-        seed = _seed(opts.seed)
+        seed = opts.seed_or_new()
         begin = Start(int(s["dur_in"][n]), int(s["pitch_in"][n]), int(s["pos_in"][n]),
                       enc.end_position, remaining, state)
         tracker = self._tracker(lay, enc)
@@ -359,10 +358,6 @@ class Composer:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _seed(seed: int | None) -> int:
-    return int(seed) if seed is not None else secrets.randbelow(2**31)
-
-
 def _per_note(surprisal: list[tuple[float, float]], end_bits: float) -> float:
     """Bits per event: all notes' rhythm and pitch bits plus END's, over notes + 1."""
     return (sum(r + p for r, p in surprisal) + end_bits) / (len(surprisal) + 1)
