@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from .modelchoices import STYLE_NAMES
-from .music import MusicError
+from .modelchoices import style_name
 from .similar import bar_ranges
 from .clicommon import (BEST_OF_OPTION, MODEL_OPTION, NEW_HIGH_OPTION, NEW_LOW_OPTION, OUT_OPTION,
                         SEED_OPTION, TEMPERATURE_OPTION, THREADS_OPTION, TOP_P_OPTION, TUNE_OPTION,
@@ -63,11 +62,11 @@ def similar_command(
     any key, with the bars where they agree."""
     import json
 
-    from .tunefiles import read_input
+    from .tunefiles import known_tunes, read_input
 
     try:
         melody, notes = read_input(input, tune)
-        index = load_index(model)
+        index = known_tunes(model, required=True)
         matches = index.nearest(melody, count)
     except (OSError, *USER_ERRORS) as e:
         raise fail(e, detail=verbose and getattr(e, "library", "")) from None
@@ -80,10 +79,6 @@ def similar_command(
     for i, m in enumerate(matches, 1):
         typer.echo(f"{i}. {m.title or '(untitled)'} -- {style_name(m.style)}, {m.source}; "
                    f"similarity {m.similarity:.2f}; bars in common: {bar_ranges(m.bars) or 'none'}")
-
-
-def style_name(style: str) -> str:
-    return STYLE_NAMES.get(style, style)
 
 
 @app.command("index")
@@ -101,17 +96,3 @@ def index_command(
     except (OSError, *USER_ERRORS) as e:
         raise fail(e) from None
     typer.echo(f"wrote {path}")
-
-
-def load_index(model: str | None):
-    """The known-tunes index of a model folder (None: the shipped model); MusicError if it has
-    none."""
-    from .modelfiles import default_model_dir
-    from .similar import SimilarIndex
-
-    folder = model or default_model_dir()
-    index = SimilarIndex.load(folder)
-    if index is None:
-        raise MusicError(f"the model in {folder} has no index of known tunes; build it with "
-                         "`composer index DATA --model FOLDER`")
-    return index

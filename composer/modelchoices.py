@@ -21,6 +21,11 @@ STYLE_NAMES = {
 }
 
 
+def style_name(style: str) -> str:
+    """What a style label is called: its collection's name, else the label itself."""
+    return STYLE_NAMES.get(style, style)
+
+
 class ModelChoices:
     """The labels of one model, resolved case-insensitively, with errors that list the valid ones."""
 
@@ -40,7 +45,7 @@ class ModelChoices:
         return {
             "meters": list(v.meters), "modes": list(v.modes), "keys": list(KEYS),
             "styles": list(v.styles),
-            "style_names": {s: STYLE_NAMES.get(s, s) for s in v.styles},
+            "style_names": {s: style_name(s) for s in v.styles},
             "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
             "types": list(v.types),
             "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars", "pickup", "style") if k in u}

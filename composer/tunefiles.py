@@ -91,21 +91,33 @@ def report_line(comps: list[Composition], written: list[Path]) -> str:
     return f"wrote {where} ({about + '; ' if about else ''}seed {comps[0].seed}; {said})"
 
 
-def nearest_line(comps: list[Composition], model_dir: str | None) -> str | None:
-    """A line naming the known tune closest to each written tune (the most similar one, for
-    many), from the model's index; None if the model has none."""
-    from .modelchoices import STYLE_NAMES
+def known_tunes(model_dir: str | None, required: bool = False):
+    """The known-tunes index (similar.SimilarIndex) of a model folder (None: the shipped
+    model); None if it has none, or with `required` a MusicError that says how to build it."""
     from .modelfiles import default_model_dir
     from .similar import SimilarIndex
 
-    index = SimilarIndex.load(model_dir or default_model_dir())
+    folder = model_dir or default_model_dir()
+    index = SimilarIndex.load(folder)
+    if index is None and required:
+        raise MusicError(f"the model in {folder} has no index of known tunes; build it with "
+                         "`composer index DATA --model FOLDER`")
+    return index
+
+
+def nearest_line(comps: list[Composition], model_dir: str | None) -> str | None:
+    """A line naming the known tune closest to each written tune (the most similar one, for
+    many), from the model's index; None if the model has none."""
+    from .modelchoices import style_name
+
+    index = known_tunes(model_dir)
     if index is None:
         return None
     found = [(c, (index.nearest(c.melody, 1) or [None])[0]) for c in comps]
     found = [(c, m) for c, m in found if m is not None]
     if not found:
         return "closest known tune: none shares a phrase"
-    said = lambda m: (f"{m.title!r} ({STYLE_NAMES.get(m.style, m.style)}), similarity "  # noqa: E731
+    said = lambda m: (f"{m.title!r} ({style_name(m.style)}), similarity "  # noqa: E731
                       f"{m.similarity:.2f}")
     if len(found) == 1:
         return f"closest known tune: {said(found[0][1])}"
