@@ -33,6 +33,7 @@ from .infill import DEFAULT_CANDIDATES, WINDOW_BARS, parse_bars, tune_bars
 from .modelfiles import default_model_dir
 from .music import Meter, MusicError
 from .engraving import NotationRenderer
+from .requests import DEFAULT_METER
 from .sample import Composer, ComposeRequest, SamplingOptions
 from .similar import SimilarIndex
 
@@ -170,7 +171,12 @@ def create_app(model_dir: str | Path | None = None, workers: int = 2, queue_limi
 
 
 def _bar_ticks(req: ComposeRequest) -> int:
-    return Meter.parse(req.meter).bar_ticks if req.meter else Meter(4, 4).bar_ticks
+    return Meter.parse(req.meter or DEFAULT_METER).bar_ticks
+
+
+def _upload_notes(data: bytes, file: UploadFile) -> int:
+    """How many notes an upload may hold, for its cost before it is read."""
+    return upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
 
 
 def _cost(req: ComposeRequest) -> float:
@@ -246,7 +252,7 @@ def _add_routes(app: FastAPI) -> None:
             return file_response(comp, format) if format else JSONResponse(
                 composition_json(comp, state.renderer, notation_width, state.index))
 
-        fragment = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
+        fragment = _upload_notes(data, file)
         units = compose_units(form.bars or 8, _bar_ticks(req), req.sampling.best_of, fragment)
         return await run_job(request, run, "continue", units + upload_units(fragment),
                              given=set(given))
@@ -273,9 +279,9 @@ def _add_routes(app: FastAPI) -> None:
             return file_response(comp, format) if format else JSONResponse(
                 composition_json(comp, state.renderer, notation_width, state.index))
 
-        notes = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
+        notes = _upload_notes(data, file)
         units = upload_units(notes, passes=2) + compose_units(
-            4 + WINDOW_BARS, Meter(4, 4).bar_ticks, candidates)
+            4 + WINDOW_BARS, Meter.parse(DEFAULT_METER).bar_ticks, candidates)
         return await run_job(request, run, "infill", units, given=set(given))
 
     @app.post("/api/score", tags=["music"],
@@ -297,6 +303,6 @@ def _add_routes(app: FastAPI) -> None:
                                     width=notation_width))
             return JSONResponse(report)
 
-        notes = upload_notes(len(data), file.filename or "", UPLOAD_LIMITS.max_notes)
+        notes = _upload_notes(data, file)
         units = upload_units(notes, passes=1 + ROW_SHARE * len(state.options["styles"]))
         return await run_job(request, run, "score", units, given=set())

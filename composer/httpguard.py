@@ -106,16 +106,16 @@ class Guard:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refusal = self._refusal(scope)
-        send = self._answer(scope, send)
+        headers: dict[bytes, bytes] = {}  # the first of each name
+        for k, v in scope.get("headers") or []:
+            headers.setdefault(k, v)
+        refusal = self._refusal(scope, headers)
+        send = self._answer(scope, headers, send)
         if refusal is not None:
             return await refusal(scope, receive, send)
         await self.app(scope, receive, send)
 
-    def _refusal(self, scope: dict) -> Callable | None:
-        headers: dict[bytes, bytes] = {}
-        for k, v in scope.get("headers") or []:
-            headers.setdefault(k, v)
+    def _refusal(self, scope: dict, headers: dict[bytes, bytes]) -> Callable | None:
         host = headers.get(b"host", b"").decode("latin-1")
         if not self.access.host_ok(host):
             return error_response(400, f"this server does not serve the host {host!r}; start it "
@@ -143,14 +143,14 @@ class Guard:
             seen.add(name)
         return None
 
-    def _answer(self, scope: dict, send: Callable) -> Callable:
+    def _answer(self, scope: dict, headers: dict[bytes, bytes], send: Callable) -> Callable:
         """`send`, with the security headers added, and an API answer's body held back to tag
         it: 304 without the body when the client's If-None-Match has that tag."""
         path = scope.get("path", "")
         policy = DOCS_POLICY if path.startswith("/docs") else PAGE_POLICY
         extra = [*SECURITY_HEADERS, (b"content-security-policy", policy.encode())]
         tagged = path.startswith("/api/") and scope["method"] in ("GET", "POST")
-        wanted = dict(scope.get("headers") or []).get(b"if-none-match", b"")
+        wanted = headers.get(b"if-none-match", b"")
         start: dict | None = None
         chunks: list[bytes] = []
 
