@@ -56,14 +56,10 @@ function shadeBars(g, x, h) {
 
 // The written bar under a click on the roll: the note there, else the nearest one.
 function barAt(ev) {
-  const tune = state.tune;
-  const canvas = $("roll");
-  const rect = canvas.getBoundingClientRect();
-  const total = Math.max(1, tune.notes.reduce((t, n) => Math.max(t, n.start + n.duration), 0));
-  const pad = 6;
-  const q = ((ev.clientX - rect.left - pad) / (rect.width - 2 * pad)) * total;
+  if (!state.layout) return null;
+  const q = state.layout.quarterAt(ev.clientX - $("roll").getBoundingClientRect().left);
   let best = null;
-  for (const n of tune.notes) {
+  for (const n of state.tune.notes) {
     const d = q < n.start ? n.start - q : q >= n.start + n.duration ? q - n.start - n.duration : 0;
     if (!best || d < best.d) best = { d, bar: n.bar };
   }

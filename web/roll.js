@@ -102,7 +102,8 @@ function drawRoll() {
       g.strokeRect(r.x - 1.5, r.y - 1.5, r.w + 3, r.h + 3);
     }
   }
-  state.layout = { rects };
+  // for hit tests: the note rectangles, and the time (quarter notes) at an x in CSS px
+  state.layout = { rects, quarterAt: (px) => ((px - pad) / (w - 2 * pad)) * total };
 }
 
 const NAMES = ["C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B"];
