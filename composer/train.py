@@ -199,6 +199,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
     cfg = run.cfg
     prog = Progress(say, progress and main)
     stopped = None
+    finished = False
     try:
         while stopped is None and st.epoch < cfg.epochs:
             stopped = _train_epoch(run, st, prog)
@@ -207,6 +208,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
         if stopped == "time budget" and main:
             run.save_resume(st)
             say(f"time budget of {cfg.max_minutes} min reached; continue with --resume")
+        finished = True
     except KeyboardInterrupt:
         if main and run.consistent:  # st holds the epoch so far (see _train_epoch)
             run.save_resume(st)
@@ -215,6 +217,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] | None = None,
         raise
     finally:
         if cfg.world_size > 1 and dist.is_initialized():
+            if finished:  # a rank that leaves while another still works makes gloo abort
+                dist.barrier()
             dist.destroy_process_group()
     return _finish(run, st, stopped or "epochs")
 
