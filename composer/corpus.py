@@ -296,6 +296,7 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
         "forms": form_stats([TuneShape(m.tune_type, str(m.meter), m.form, m.pickup, m.style)
                              for m, _ in metas]),
         "markers_dropped": dict(rec.markers.most_common()),
+        "da_capo": sum(bool(m.form and m.form.da_capo) for m, _ in metas),
         "out": str(out), "workers": workers, "warnings": warnings,
     }
     info = {"encoder_version": ENCODER_VERSION, "sources": list(sources or [])}
@@ -364,7 +365,8 @@ def format_summary(s: dict) -> str:
         f"{s['snapped_tunes']} tunes had rare durations snapped; {s['durations']} durations, "
         f"meters: {', '.join(s['meters'])}",
         f"tune types: {_reasons(s.get('types', {})) or 'none'}",
-        f"form markers dropped: {_reasons(s.get('markers_dropped', {})) or 'none'}",
+        f"form markers dropped: {_reasons(s.get('markers_dropped', {})) or 'none'}; "
+        f"{s.get('da_capo', 0)} tunes go back at their written end (D.C., D.S., Fine)",
         f"wrote {s['out']} in {s['seconds']:.1f} s",
         *(f"warning: {w}" for w in s.get("warnings", [])),
     ]

@@ -67,9 +67,11 @@ class WrittenBar:
 
 @dataclass(frozen=True)
 class Form:
-    """The parts of a tune in written order."""
+    """The parts of a tune in written order. `da_capo`: the written end sends the player back
+    (D.C., D.S.) to end elsewhere, at a Fine or an earlier part's end, so it closes no tune."""
 
     parts: tuple[Part, ...]
+    da_capo: bool = False
 
     @classmethod
     def through(cls, bars: int, phrases: tuple[int, ...] = ()) -> "Form":
@@ -125,13 +127,15 @@ class Form:
 
     def to_dict(self) -> dict:
         return {"parts": [{k: v for k, v in asdict(p).items() if v not in (False, 0, None, ())
-                           or k == "bars"} for p in self.parts]}
+                           or k == "bars"} for p in self.parts],
+                **({"da_capo": True} if self.da_capo else {})}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Form | None":
         if not d:
             return None
-        return cls(tuple(Part(**{**p, "phrases": tuple(p.get("phrases", ()))}) for p in d["parts"]))
+        return cls(tuple(Part(**{**p, "phrases": tuple(p.get("phrases", ()))}) for p in d["parts"]),
+                   da_capo=bool(d.get("da_capo")))
 
 
 # --- the form of a written tune --------------------------------------------------------------
@@ -232,7 +236,7 @@ def _phrases_from_lines(form: Form, line_bars: list[int]) -> tuple[Form, bool]:
         else:
             parts.append(replace(p, phrases=lengths))
         first += p.written
-    return Form(tuple(parts)), ok
+    return replace(form, parts=tuple(parts)), ok
 
 
 def apply_phrase_lines(form: Form, line_ticks: Sequence[int], bar: int, start: int
@@ -277,7 +281,7 @@ def name_parts(form: Form, contents: Sequence[Sequence]) -> Form:
                                  variation=best < SIMILAR_REPEAT))
         else:
             parts.append(replace(p, letter=next(letters), source=None, variation=False))
-    return Form(tuple(parts))
+    return replace(form, parts=tuple(parts))
 
 
 def _usual_form(items: list) -> str:

@@ -18,6 +18,7 @@ and two look-backs, one phrase back (the same bar of the previous phrase) and on
                phrase so far has matched it (same pitch, same duration, same place).
 The melody network, which knows the next note's duration, also reads
   closes       what the note ends: 0 nothing, 1 a phrase, 2 a part or an ending, 3 the tune
+               (the written end of a tune that goes back, D.C. or D.S., closes only a part)
 `form_streams` computes them for a whole tune at once (training, scoring, priming);
 `FormTracker` computes the same values note by note for a batch of tunes being sampled.
 A test holds the two to the same values.
@@ -112,7 +113,7 @@ class Layout:
             if phrase[g] != phrase[g - 1] and 0 < g * bar - start < total:
                 closes[g * bar - start] = 1
         closes[list(jumps)] = 2
-        closes[total] = 3
+        closes[total] = 2 if form.da_capo else 3  # a D.C. tune ends elsewhere when played
         return cls(bar, start, total, feats, phrase, back, jumps, closes)
 
     @cached_property

@@ -1,7 +1,8 @@
 """Form measures of tunes, generated against real: cadences, repetition, phrases, near-copies.
 
 Every measure reads the written form (each repeated part once, as in the dataset):
-  tonic_ending     the last sounding note is the tonic
+  tonic_ending     the last sounding note is the tonic (not measured where the written end
+                   goes back, D.C. or D.S.: such a tune ends elsewhere)
   bar_repeat       share of full bars identical (onsets, durations, pitches) to an earlier bar
   window_recur     share of 8-note (interval, duration) windows that occur twice or more
   phrase_sim       best difflib ratio of bars 1-4 with a later 4-bar phrase (bars 5-8, 9-12, ..),
@@ -77,13 +78,20 @@ def measure(m: Melody) -> dict[str, float]:
     ends = [p for p in _part_ends(m) if p is not None]
     last = _last_pitch(m.notes)
     return {
-        "tonic_ending": float(last is not None and last % 12 == tonic),
+        "tonic_ending": (float("nan") if m.form is not None and m.form.da_capo
+                         else float(last is not None and last % 12 == tonic)),
         "bar_repeat": repeats / max(1, len(bars)),
         "window_recur": sum(counts[w] > 1 for w in windows) / max(1, len(windows)),
         "phrase_sim": phrase_sim,
         "repeat_signs": float(m.form is not None and m.form.has_repeats),
         "cadence": sum(p % 12 in (tonic, dominant) for p in ends) / max(1, len(ends)),
     }
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the values measured (nan where none was)."""
+    kept = [v for v in values if not np.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 def _phrase(bars: Sequence[tuple]) -> list[tuple]:
@@ -96,7 +104,7 @@ def _phrase(bars: Sequence[tuple]) -> list[tuple]:
 def summarize(tunes: Sequence[Melody]) -> dict[str, float]:
     """Mean of each measure over the tunes (and how many there were)."""
     rows = [measure(m) for m in tunes]
-    out = {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in MEASURES}
+    out = {k: _mean([r[k] for r in rows]) for k in MEASURES}
     out["tunes"] = len(rows)
     return out
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from composer.encoding import Vocab, encode
+from composer.encoding import Vocab, decode, encode
 from composer.tunetype import check_type, normalize_type
 from composer.form import Form, Part, TuneShape, form_stats, played
 from composer.formplan import parse_form, with_endings
@@ -280,3 +280,77 @@ def test_structure_measures_of_a_tune_built_to_repeat():
     assert r["tonic_ending"] == 1.0 and r["repeat_signs"] == 1.0 and r["cadence"] == 1.0
     assert r["bar_repeat"] == pytest.approx(6 / 8)  # all but the first bar and the first turn
     assert r["phrase_sim"] == 1.0 and r["window_recur"] > 0.5
+
+
+# --- tunes that go back: D.C., D.S., Fine ----------------------------------------------------
+DA_CAPO_REEL = b"""X: 7
+T: Music in the Glen
+R:Reel
+M:C|
+L:1/8
+K:A
+A2cA FAED|CEAc BABc|d2fd ceAc|dBcA BAFE|
+A2cA FAED|CEAc BABc|defg agaf|edcB A2"Fine"z2||
+cAeA fAed|cAec dBGB|cAeA fAeg|aecA BAFE|
+cAeA fAeg|aega bgeg|afge fdec|dBcA BA"D.C."FG||
+"""
+
+
+@pytest.mark.parametrize("fine,back", [(b'"Fine"', b'"D.C."'), (b"", b"!D.C.!"), (b"", b'"_D.S."'),
+                                       (b'"(end)"', b""), (b"", b'"Da Capo"'), (b'"^Segno"', b""),
+                                       (b'"S"', b""), (b"!segno!", b"")])
+def test_a_tune_that_goes_back_is_read_as_da_capo(fine, back):
+    m = one(DA_CAPO_REEL.replace(b'"Fine"', fine).replace(b'"D.C."', back)).melody
+    assert m.form.da_capo and m.form.letters() == "AB"
+    assert Form.from_dict(m.form.to_dict()) == m.form
+
+
+def test_chord_symbols_and_header_words_do_not_make_a_da_capo():
+    abc = (DA_CAPO_REEL.replace(b'"Fine"', b'"D"').replace(b'"D.C."', b'"Dm"')
+           .replace(b"T: Music in the Glen", b"T: The End of the Road\nN: D.C. at the end"))
+    assert not one(abc).melody.form.da_capo
+    assert "da_capo" not in one(abc).melody.form.to_dict()
+
+
+def test_the_written_end_of_a_da_capo_tune_closes_a_part_not_the_tune():
+    m = one(DA_CAPO_REEL).melody
+    plain = replace(m, form=replace(m.form, da_capo=False))
+    for mel, last in ((m, 2), (plain, 3)):
+        lay = Layout.of(mel.form, mel.meter.bar_ticks, mel.start_position, mel.total_ticks)
+        assert lay.closes[mel.total_ticks] == last
+    assert Layout.of(m.form, m.meter.bar_ticks, 0, m.total_ticks).closes[8 * m.meter.bar_ticks] == 2
+
+
+def test_musicxml_da_capo_is_read(tmp_path):
+    from music21 import meter, note, repeat, stream
+
+    part = stream.Part()
+    for k in range(2):
+        bar = stream.Measure(number=k + 1)
+        if k == 0:
+            bar.append(meter.TimeSignature("4/4"))
+        bar.append([note.Note(p, quarterLength=1) for p in ("D4", "F#4", "A4", "D5")])
+        part.append(bar)
+    for goes_back in (False, True):
+        if goes_back:
+            part.getElementsByClass(stream.Measure)[-1].append(repeat.DaCapo())
+        path = tmp_path / f"t{goes_back}.musicxml"
+        stream.Score([part]).write("musicxml", fp=path)
+        assert read_tunes(path)[0].melody.form.da_capo is goes_back
+
+
+def test_ingest_counts_da_capo_tunes_and_structure_skips_their_last_note(tmp_path):
+    from composer.corpus import ingest
+    from composer.dataset import Dataset
+    from composer.structure import summarize
+
+    (tmp_path / "tunes.abc").write_bytes(DA_CAPO_REEL + b"\n" + REEL_WITH_PICKUP)
+    summary = ingest([str(tmp_path / "tunes.abc")], tmp_path / "d.npz", workers=1,
+                     cache_dir=tmp_path / "cache")
+    assert summary["da_capo"] == 1
+    ds = Dataset.load(tmp_path / "d.npz")
+    assert sorted(f.da_capo for f in ds.forms) == [False, True]
+    tunes = [decode(ds.tune(i), ds.vocab) for i in range(len(ds.forms))]
+    ends = [measure(m)["tonic_ending"] for m in tunes]
+    assert sum(np.isnan(ends)) == 1  # the D.C. reel ends at its Fine, not at its last note
+    assert summarize(tunes)["tonic_ending"] == 1.0  # the pickup reel ends on G

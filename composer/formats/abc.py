@@ -19,6 +19,10 @@ _FIELD_LINE = re.compile(r"^(%|[A-Za-z+]:)")
 _TITLE = re.compile(r"(?m)^T:(.*)$")
 _RHYTHM = re.compile(r"(?m)^R:(.*)$")
 _LINE_START = re.compile(r"[\s|:\]]*(?:\[?\d[\d,-]*)?[\s|:]*(?=[_=^A-Ga-gz\[(~])")
+# An annotation or decoration that sends the player back (D.C., D.S., a segno or coda sign) or
+# ends the tune before its written end (Fine, End): the tune does not end where it is written to.
+_GOES_BACK = re.compile(r'"[_^<>@]?\s*\(?(?:d\.\s?[cs]\.|d[cs]\b|da\s*capo|dal\s*segno|segno|coda|fine\b'
+                        r'|end\b|s")|!(?:d\.[cs]\.\w*|dacapo|dalsegno|dacoda|segno|coda|fine)!', re.I)
 _INLINE_FIELD = re.compile(r"\[([KLM]):([^\]\n]*)\]")  # music21 ignores inline [K:] and [M:]
 _GERMAN_KEYS = {"H": "B", "Es": "Eb", "As": "Ab", "Des": "Db", "Ges": "Gb", "Fis": "F#", "Cis": "C#"}
 _C1 = re.compile("[\x80-\x9f]")  # control characters: in text, the mark of a wrong decoding
@@ -227,9 +231,10 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[
     elif mode is None:
         mode = estimate_key(part.notes, tonic=tonic)[1]
     rhythm = _RHYTHM.search(tune)
+    music = "\n".join(ln for ln in tune.splitlines() if not _FIELD_LINE.match(ln))
     melody, dropped = melody_of(part, meter, tonic, mode, _abc_tempo(tempo_text),
                                 tune_type=rhythm.group(1).strip() if rhythm else "",
-                                tonic_name=written)
+                                tonic_name=written, da_capo=bool(_GOES_BACK.search(music)))
     return melody, dropped, part.line_starts
 
 

@@ -98,7 +98,7 @@ def parse_meter(text: str | None) -> Meter:
 def music21_modules() -> SimpleNamespace:
     """music21 imported on first use (it takes a second); MIDI reading never needs it."""
     from music21 import (abcFormat, articulations, bar, chord, clef, converter, key, metadata,
-                         meter, note, spanner, stream, tempo, tie)
+                         meter, note, repeat, spanner, stream, tempo, tie)
     from music21.abcFormat import translate
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
@@ -111,5 +111,5 @@ def music21_modules() -> SimpleNamespace:
     return SimpleNamespace(abcFormat=abcFormat, translate=translate, articulations=articulations,
                            bar=bar, spanner=spanner, chord=chord, clef=clef,
                            converter=converter, key=key, metadata=metadata, meter=meter, note=note,
-                           stream=stream, tempo=tempo, tie=tie, FastPart=FastPart,
+                           repeat=repeat, stream=stream, tempo=tempo, tie=tie, FastPart=FastPart,
                            GeneralObjectExporter=GeneralObjectExporter)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -220,15 +220,17 @@ def best_part(parts: list, meter: Meter, m21, limits: ReadLimits, lines: bool = 
 
 
 def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float, title: str = "",
-              tune_type: str = "", tonic_name: str | None = None) -> tuple[Melody, list[str]]:
-    """The melody with its written form, and the form markers that could not be used."""
+              tune_type: str = "", tonic_name: str | None = None,
+              da_capo: bool = False) -> tuple[Melody, list[str]]:
+    """The melody with its written form (`da_capo`: its written end goes back, see Form), and
+    the form markers that could not be used."""
     mel = Melody(part.notes, meter, tonic, mode, part.pickup, tempo, title, tune_type=tune_type,
                  tonic_name=tonic_name)
     form, dropped = form_from_marks(part.marks, meter.bar_ticks, mel.start_position,
                                     mel.total_ticks)
     form = name_parts(form, part_contents(form, mel.onsets(), mel.notes, meter.bar_ticks,
                                           mel.start_position))
-    mel.form = form
+    mel.form = replace(form, da_capo=da_capo)
     return mel, dropped
 
 
@@ -281,8 +283,10 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
             tonic, mode = estimate_key(notes)
         mark = first.recurse().getElementsByClass(m21.tempo.MetronomeMark).first()
         bpm = mark.getQuarterBPM() if mark is not None else None
+        goes_back = first.recurse().getElementsByClass(
+            (m21.repeat.RepeatExpressionCommand, m21.repeat.Fine)).first() is not None
         melody, dropped = melody_of(part, meter, tonic, mode, plausible_tempo(bpm), title,
-                                    tonic_name=name)
+                                    tonic_name=name, da_capo=goes_back)
         return ParsedTune(melody, 1, title, dropped=dropped)
     except Skip as e:
         return ParsedTune(None, 1, title, e.reason, e.detail)
