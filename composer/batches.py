@@ -13,6 +13,7 @@ from .formfeatures import CLOSES_KEY, FORM_KEYS
 STREAM_KEYS = ("dur_in", "pitch_in", "pos_in", "pos_out", "dur_out", "pitch_out") + FORM_KEYS + (
     CLOSES_KEY,)
 LABELS = ("meter", "mode", "style", "type")
+MAX_TYPE_COPIES = 3.0  # a rare type's tunes at most this many times as often as the commonest's
 
 
 class Batches:
@@ -37,13 +38,30 @@ class Batches:
     def __len__(self) -> int:
         return len(self.start)
 
+    def type_copies(self, balance: float) -> np.ndarray:
+        """How many times an epoch takes each item, on average, for tune types to move toward
+        equal shares: an item of a type with n items counts (n_max / n) ** balance, at most
+        MAX_TYPE_COPIES times the largest type's, scaled so an epoch holds as many items as
+        the set (0: every item once)."""
+        types = self.labels[:, LABELS.index("type")]
+        counts = np.bincount(types)
+        copies = np.minimum((counts.max() / counts[types]) ** balance, MAX_TYPE_COPIES)
+        return copies * len(copies) / copies.sum()
+
     def plan(self, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
-             rank: int = 0, world_size: int = 1) -> list[np.ndarray]:
+             rank: int = 0, world_size: int = 1, copies: np.ndarray | None = None
+             ) -> list[np.ndarray]:
         """Item indices of each batch of one epoch, the same on every process for a given
-        (seed, epoch); each process takes every world_size-th batch (equal counts for all)."""
-        n = len(self)
+        (seed, epoch); each process takes every world_size-th batch (equal counts for all).
+        With `copies` (type_copies), item i comes floor(copies[i]) times, once more with the
+        probability of the fraction."""
         rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        items = np.arange(len(self))
+        if copies is not None:
+            items = np.repeat(items, np.floor(copies).astype(np.int64)
+                              + (rng.random(len(items)) < copies % 1))
+        n = len(items)
+        order = items[rng.permutation(n)] if shuffle else items
         # Sort by length within large chunks (ties in random order), cut into batches, and
         # shuffle the batches. In the sparse tail of long tunes a batch also ends where the
         # next item is 1.3x shorter than its longest (once it holds a quarter batch).

@@ -101,6 +101,9 @@ def train_command(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Tunes per batch and process."),
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate (AdamW)."),
     seed: int = typer.Option(0, "--seed"),
+    type_balance: float = typer.Option(0.0, "--type-balance", min=0.0, max=1.0, help="How far each "
+                                       "epoch moves tune types toward equal shares: 0 takes every "
+                                       "tune once, 1 every type as often (rare types at most 3x)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 where the hardware has "
@@ -130,8 +133,8 @@ def train_command(
                                                       ("LOCAL_RANK", 0))}
     cfg = TrainConfig(data=data, out=out, arch=arch, cell=cell, form=form, hidden=hidden, layers=layers,
                       dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                      resume=resume, device=device, precision=precision, window=window,
-                      patience=patience, max_minutes=max_minutes,
+                      type_balance=type_balance, resume=resume, device=device, precision=precision,
+                      window=window, patience=patience, max_minutes=max_minutes,
                       checkpoint_minutes=checkpoint_minutes, threads=threads, rank=env["RANK"],
                       world_size=env["WORLD_SIZE"], local_rank=env["LOCAL_RANK"])
     try:

@@ -223,6 +223,29 @@ class Melody:
             t += n.duration
         return out
 
+    def last_pitch(self) -> int | None:
+        """The last sounding pitch (None: the tune is all rests)."""
+        return next((n.pitch for n in reversed(self.notes) if n.pitch is not None), None)
+
+    def part_ends(self, closing: bool = False) -> list[int | None]:
+        """The last sounding pitch of each part's playing, in written order (a first and a
+        second ending each close one; with `closing`, only the second, the first leading back);
+        the tune's last pitch alone where the form is unknown."""
+        if self.form is None:
+            return [self.last_pitch()]
+        bar, onsets = self.meter.bar_ticks, self.onsets()
+        first = 1 if self.start_position else 0
+        ends, w = [], first
+        for p in self.form.parts:
+            marks = [w + p.written] if p.ending and closing else (
+                [w + p.bars] + ([w + p.written] if p.ending else []))
+            for g in marks:
+                cut = g * bar - self.start_position
+                ends.append(next((n.pitch for n, t in zip(reversed(self.notes), reversed(onsets))
+                                  if t < cut and n.pitch is not None), None))
+            w += p.written
+        return ends
+
     def split_at_bar(self, bars: int) -> tuple[list[Note], list[Note]]:
         """The notes that start within the pickup and the first `bars` complete bars, and the
         rest."""

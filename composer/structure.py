@@ -37,26 +37,6 @@ def _bars(m: Melody) -> list[tuple]:
     return [tuple(groups.get(g, ())) for g in range(first, max(groups, default=-1) + 1)]
 
 
-def _last_pitch(notes) -> int | None:
-    return next((n.pitch for n in reversed(notes) if n.pitch is not None), None)
-
-
-def _part_ends(m: Melody) -> list[int | None]:
-    """The last sounding pitch of each part's playing (each ending counts)."""
-    if m.form is None:
-        return [_last_pitch(m.notes)]
-    bar, start = m.meter.bar_ticks, m.start_position
-    first = 1 if start else 0
-    ends, w = [], first
-    for p in m.form.parts:
-        marks = [w + p.bars] + ([w + p.written] if p.ending else [])
-        for g in marks:
-            cut = g * bar - start
-            ends.append(_last_pitch([n for n, t in zip(m.notes, m.onsets()) if t < cut]))
-        w += p.written
-    return ends
-
-
 def measure(m: Melody) -> dict[str, float]:
     """The form measures of one tune (see the module docstring)."""
     bars = _bars(m)
@@ -75,8 +55,8 @@ def measure(m: Melody) -> dict[str, float]:
     phrases = [_phrase(bars[i:i + 4]) for i in range(0, len(bars) - 3, 4)]
     phrase_sim = max((similarity(phrases[0], p) for p in phrases[1:]), default=0.0)
     tonic, dominant = m.tonic % 12, (m.tonic + 7) % 12
-    ends = [p for p in _part_ends(m) if p is not None]
-    last = _last_pitch(m.notes)
+    ends = [p for p in m.part_ends() if p is not None]
+    last = m.last_pitch()
     return {
         "tonic_ending": (float("nan") if m.form is not None and m.form.da_capo
                          else float(last is not None and last % 12 == tonic)),

@@ -28,7 +28,7 @@ RESUME_DIR = "resume"
 # Fields that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_FIELDS = ("arch", "cell", "hidden", "layers", "dropout", "batch_size", "lr", "weight_decay",
               "clip", "warmup_steps", "lr_decay", "lr_patience", "window", "seed", "precision",
-              "match_params", "form")
+              "match_params", "form", "type_balance")
 
 
 @dataclass
@@ -56,6 +56,8 @@ class TrainConfig:
     min_delta: float = 1e-3  # bits/note that count as an improvement
     window: int = 512  # longest training sequence in steps; longer tunes are cut into windows
     seed: int = 0
+    type_balance: float = 0.0  # 0: every train tune once an epoch; more: rarer types more often
+    #                            (Batches.type_copies)
     resume: bool = False
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16) | bf16 | fp32
@@ -291,7 +293,8 @@ def _train_epoch(run: _Run, st: TrainState, prog: "Progress") -> str | None:
     the way; returns "time budget" if that ran out, else None. st.partial holds the epoch's
     sums when it returns, and when a Ctrl-C between steps stops it."""
     cfg, device = run.cfg, run.device
-    plan = run.train_set.plan(cfg.batch_size, cfg.seed, st.epoch, True, cfg.rank, cfg.world_size)
+    plan = run.train_set.plan(cfg.batch_size, cfg.seed, st.epoch, True, cfg.rank, cfg.world_size,
+                              run.train_set.type_copies(cfg.type_balance) if cfg.type_balance else None)
     acc = torch.tensor(st.partial[:3], dtype=torch.float64, device=device)
     seconds0, t_epoch = st.partial[3], time.monotonic()
     stopped = None

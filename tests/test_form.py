@@ -354,3 +354,43 @@ def test_ingest_counts_da_capo_tunes_and_structure_skips_their_last_note(tmp_pat
     ends = [measure(m)["tonic_ending"] for m in tunes]
     assert sum(np.isnan(ends)) == 1  # the D.C. reel ends at its Fine, not at its last note
     assert summarize(tunes)["tonic_ending"] == 1.0  # the pickup reel ends on G
+
+
+# --- the key of a tune written with a bare signature ---------------------------------------
+E_DORIAN = b"""X:7
+T:Dorian reel
+R:reel
+M:2/2
+L:1/8
+K:D
+|:E2BE dEBE|E2BE AFDF|E2BE dEBE|1 BABc dBAF:|2 BABc dBE2||
+|:e2ef gfed|Bdef gfed|e2ef gfed|BABc dBE2:|
+"""
+
+
+def test_a_tune_whose_parts_all_close_on_another_note_is_in_that_notes_mode():
+    m = one(E_DORIAN).melody
+    assert m.key_name() == "E dorian"  # K:D, both parts close on E (the first ending leads back)
+    assert [p % 12 for p in m.part_ends()] == [6, 4, 4] and m.part_ends(closing=True) == m.part_ends()[1:]
+    assert "K:Edor" in to_abc([m])
+    mixolydian = E_DORIAN.replace(b"K:D", b"K:G").replace(b"dBE2", b"dBD2")
+    assert one(mixolydian).melody.key_name() == "D mixolydian"  # C naturals, closes on D
+
+
+@pytest.mark.parametrize("change", [
+    (b"K:D", b"K:Dmaj"),  # the mode is named: it stands
+    (b"|BABc dBE2:|", b"|BABc dBd2:|"),  # the parts close on different notes
+    (b"dBE2:|", b'dB"D.C."E2:|'),  # the written end sends the player back: no close
+])
+def test_the_written_key_stands_unless_every_part_closes_elsewhere(change):
+    assert one(E_DORIAN.replace(*change)).melody.key_name() == "D major"
+
+
+def test_a_one_part_tune_keeps_its_key_whatever_note_it_ends_on():
+    m = one(ESSEN[:-len(b"G4z2\n")] + b"B4z2\n").melody
+    assert m.last_pitch() % 12 == 11 and m.key_name() == "G major"
+
+
+def test_a_close_that_would_make_the_tune_lydian_or_phrygian_leaves_the_key():
+    on_the_third = E_DORIAN.replace(b"dBE2", b"dBF2")  # every part closes on F#: F# phrygian
+    assert one(on_the_third).melody.key_name() == "D major"

@@ -68,6 +68,33 @@ def test_buckets_cover_every_window_once_with_little_padding(tiny_dataset_path):
     assert not set(np.concatenate(shares[0])) & set(np.concatenate(shares[1]))
 
 
+def test_type_balance_moves_the_types_toward_equal_shares_of_an_epoch(tiny_dataset_path):
+    ds = Dataset.load(tiny_dataset_path)
+    data = Batches(ds, ds.indices("train"), window=40)
+    types = data.labels[:, 3]
+    counts = np.bincount(types)
+    assert (counts > 0).sum() >= 2 and counts.max() > counts[counts > 0].min()  # uneven types
+    assert np.allclose(data.type_copies(0.0), 1.0)
+    for balance in (0.5, 1.0):
+        copies = data.type_copies(balance)
+        assert copies.sum() == pytest.approx(len(data))  # an epoch as long as before
+        share = np.array([copies[types == t].sum() for t in range(len(counts)) if counts[t]])
+        natural = counts[counts > 0]
+        assert np.ptp(share) < np.ptp(natural)  # the shares move toward equal ...
+        ratio = copies.max() / copies.min()
+        assert ratio <= 3.0 + 1e-9  # ... a rare type at most 3x as often
+        if balance == 1.0 and natural.max() / natural.min() <= 3.0:
+            assert share == pytest.approx(np.full(len(share), share.mean()))
+    copies = data.type_copies(1.0)
+    seen = np.zeros(len(data))
+    for epoch in range(200):
+        plan = data.plan(8, seed=0, epoch=epoch, copies=copies)
+        seen += np.bincount(np.concatenate(plan), minlength=len(data))
+        if epoch == 0:
+            assert [b.tolist() for b in plan] == [b.tolist() for b in data.plan(8, 0, 0, copies=copies)]
+    assert np.allclose(seen / 200, copies, atol=0.25)  # each item as often as asked, on average
+
+
 def test_resume_after_one_epoch_gives_identical_weights(tiny_dataset_path, tmp_path):
     straight = train(tiny(tiny_dataset_path, tmp_path / "a", epochs=2, dropout=0.2), **QUIET)
     train(tiny(tiny_dataset_path, tmp_path / "b", epochs=1, dropout=0.2), **QUIET)

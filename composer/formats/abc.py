@@ -225,7 +225,8 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[
             h.definesMeasures = lambda: True
     parts = [m21.translate.abcToStreamPart(h, inputM21=m21.FastPart()) for h in handlers]
     part = best_part(parts, meter, m21, limits, lines=True)
-    tonic, mode, written = _abc_key(key_text)
+    tonic, named_mode, written = _abc_key(key_text)
+    mode = named_mode
     if tonic is None:
         tonic, mode = estimate_key(part.notes)
     elif mode is None:
@@ -234,7 +235,8 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[
     music = "\n".join(ln for ln in tune.splitlines() if not _FIELD_LINE.match(ln))
     melody, dropped = melody_of(part, meter, tonic, mode, _abc_tempo(tempo_text),
                                 tune_type=rhythm.group(1).strip() if rhythm else "",
-                                tonic_name=written, da_capo=bool(_GOES_BACK.search(music)))
+                                tonic_name=written, da_capo=bool(_GOES_BACK.search(music)),
+                                mode_named=named_mode is not None)
     return melody, dropped, part.line_starts
 
 

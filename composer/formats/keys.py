@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from ..music import Note
+from ..music import MODE_STEPS, Melody, Note
 
 # Aarden-Essen key profiles, the weights music21's analyze('key') correlates with.
 _PROFILES = {
@@ -45,3 +47,31 @@ def signature_key(sharps: int, notes: list[Note]) -> tuple[int, str]:
     """Tonic and mode for a bare key signature: its major or relative minor, whichever fits."""
     major = (7 * sharps) % 12
     return estimate_key(notes, candidates=((major, "major"), ((major + 9) % 12, "minor")))
+
+
+# The modes a closing note can give a tune, in the order that settles a tie. The folk modes
+# come first; a close that makes the tune lydian, phrygian or locrian is taken for a close away
+# from the tonic (a tune in G that closes its parts on B), and the key stands.
+_FINAL_MODES = ("major", "minor", "dorian", "mixolydian")
+_OTHER_MODES = ("lydian", "phrygian", "locrian")
+
+
+def with_final_key(melody: Melody) -> Melody:
+    """A tune whose key field gave only a signature (ABC `K:D`, a MusicXML key signature
+    without a mode), keyed by where its parts close. When two or more part ends all fall on one
+    pitch class other than the tonic the signature gave (a part with first and second endings
+    closes at the second), that note is the tonic, in the mode whose scale on it holds most of
+    the tune's note time: E dorian and A mixolydian are both written `K:D` in the Irish
+    collections. Otherwise (one part, part ends that differ, a tune whose written end sends the
+    player back, a close that would make the tune lydian, phrygian or locrian) the key stands."""
+    ends = [p for p in melody.part_ends(closing=True) if p is not None]
+    finals = {p % 12 for p in ends}
+    if len(ends) < 2 or len(finals) != 1 or (melody.form is not None and melody.form.da_capo):
+        return melody
+    final = finals.pop()
+    if final == melody.tonic % 12:
+        return melody
+    hist = _histogram(melody.notes)
+    mode = max(_FINAL_MODES + _OTHER_MODES,
+               key=lambda m: sum(hist[(final + step) % 12] for step in MODE_STEPS[m]))
+    return replace(melody, tonic=final, mode=mode, tonic_name=None) if mode in _FINAL_MODES else melody

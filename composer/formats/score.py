@@ -13,7 +13,7 @@ from ..form import MeasureMarks, form_from_marks, name_parts, part_contents
 from ..music import MODES, TICKS_PER_QUARTER, Melody, Meter, Note, signature_tonic
 from .common import ParsedTune, ReadLimits, Skip, music21_modules, one_line, parse_meter, plausible_tempo
 from .guards import check_kern, check_musicxml
-from .keys import estimate_key, signature_key
+from .keys import estimate_key, signature_key, with_final_key
 
 _DOUBLE_BARS = {"double", "final", "heavy", "heavy-light", "light-heavy", "heavy-heavy"}
 
@@ -220,10 +220,11 @@ def best_part(parts: list, meter: Meter, m21, limits: ReadLimits, lines: bool = 
 
 
 def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float, title: str = "",
-              tune_type: str = "", tonic_name: str | None = None,
-              da_capo: bool = False) -> tuple[Melody, list[str]]:
+              tune_type: str = "", tonic_name: str | None = None, da_capo: bool = False,
+              mode_named: bool = True) -> tuple[Melody, list[str]]:
     """The melody with its written form (`da_capo`: its written end goes back, see Form), and
-    the form markers that could not be used."""
+    the form markers that could not be used. Where the source named no mode (a bare key
+    signature), the tonic and mode are read from where the parts close (keys.with_final_key)."""
     mel = Melody(part.notes, meter, tonic, mode, part.pickup, tempo, title, tune_type=tune_type,
                  tonic_name=tonic_name)
     form, dropped = form_from_marks(part.marks, meter.bar_ticks, mel.start_position,
@@ -231,7 +232,7 @@ def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float
     form = name_parts(form, part_contents(form, mel.onsets(), mel.notes, meter.bar_ticks,
                                           mel.start_position))
     mel.form = replace(form, da_capo=da_capo)
-    return mel, dropped
+    return (mel if mode_named else with_final_key(mel)), dropped
 
 
 def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> ParsedTune:
@@ -286,7 +287,7 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
         goes_back = first.recurse().getElementsByClass(
             (m21.repeat.RepeatExpressionCommand, m21.repeat.Fine)).first() is not None
         melody, dropped = melody_of(part, meter, tonic, mode, plausible_tempo(bpm), title,
-                                    tonic_name=name, da_capo=goes_back)
+                                    tonic_name=name, da_capo=goes_back, mode_named=bool(named))
         return ParsedTune(melody, 1, title, dropped=dropped)
     except Skip as e:
         return ParsedTune(None, 1, title, e.reason, e.detail)
