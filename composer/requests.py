@@ -66,7 +66,8 @@ class ComposeRequest:
     style: str | None = None  # None: the type's usual collection, else the model's default
     tempo: float = 120.0
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    pickup: int | None = None  # None: the type's usual pickup in its usual meter, else 0
+    pickup: int | None = None  # None: the type's (asked, or the meter's) usual pickup in its
+    #                            usual meter, else 0
     tune_type: str | None = None  # reel, jig, ...; None: the usual type of the meter
     form: str | None = None  # AABB, A8B8, ...; None: through-composed `bars`, or with a type
     #                          and no bars, the type's usual form

@@ -148,8 +148,9 @@ class Composer:
             mode = str(req.mode)
         mode = self.choices.label("mode", mode)
         key = tonic_name(str(req.key), mode)  # as asked: F# stays F#, Gb stays Gb
-        usual = self.forms.usual(given_type) if given_type else {}
-        # no style asked: the usual collection of the type (asked, or the meter's usual one)
+        # no style or pickup asked: the type's usual ones (the type asked, or the meter's usual
+        # one); a type's pickup only in its usual meter
+        usual = self.forms.usual(tune_type)
         style = self.choices.style(req.style or self.choices.type_style(tune_type))
         pickup = req.pickup if req.pickup is not None else (
             int(usual.get("pickup", 0)) if usual.get("meter") == str(meter) else 0)

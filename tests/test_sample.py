@@ -355,6 +355,17 @@ def test_a_type_brings_its_usual_pickup_and_style(composer, kind):
     assert other_meter.pickup == 0  # a pickup is the type's only in its usual meter
 
 
+@pytest.mark.parametrize("kind", ["jig", "reel", "waltz"])
+def test_a_meter_brings_the_pickup_of_the_type_it_gives(composer, kind):
+    """`--bars 16 --meter 6/8` is a jig: through-composed, it starts with a jig's lead-in."""
+    usual = composer.forms.usual(kind)
+    if composer.forms.type_for_meter(usual["meter"]) != kind:
+        pytest.skip(f"{usual['meter']} gives another type")
+    m = composer.compose(ComposeRequest(bars=4, meter=usual["meter"], sampling=SamplingOptions(seed=2))).melody
+    assert (m.tune_type, m.pickup, m.form.letters()) == (kind, usual["pickup"], "A")
+    assert m.complete_bars() == 4 and m.total_ticks == 4 * m.meter.bar_ticks
+
+
 def test_the_tiny_corpus_types_differ_in_pickup_and_style(composer):
     """So that the test above can fail: the types do not all share one pickup and style."""
     usual = [composer.forms.usual(k) for k in ("jig", "reel", "waltz")]
