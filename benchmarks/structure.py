@@ -1,12 +1,13 @@
 """Structure benchmark: the form of generated tunes against real test tunes of the same type.
 
     python benchmarks/structure.py [--model DIR] [--data data/folk.npz] [--samples 100]
-                                   [--types reel,jig,hornpipe] [--split test] [--json]
+                                   [--types reel,jig,hornpipe] [--split test] [--bars 16] [--json]
 
 For each tune type, --samples tunes are composed with `--type TYPE` (the type's usual form and
-meter; keys and modes taken in turn from the real tunes of that type) and measured on their
-written form beside the real tunes of the split (see composer.structure): tonic endings, bar
-repetition, recurring 8-note windows, phrase similarity, repeat signs and part-end cadences.
+meter, or with --bars N through-composed in N bars; keys and modes taken in turn from the real
+tunes of that type) and measured on their written form beside the real tunes of the split (see
+composer.structure): tonic endings, bar repetition, recurring 8-note windows, phrase
+similarity, repeat signs and part-end cadences.
 "real, same form" restricts the real tunes to the generated meter and form. Every generated
 tune's nearest training tune is found at tonic C; at 0.9 or above it counts as a near-copy.
 No mask forces any of this: the sampler only keeps bars, key, meter and range.
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> dict:
         for i in range(args.samples):
             ref = real[i % len(real)]
             req = ComposeRequest(tune_type=kind, key=key_spelling(ref.tonic, ref.mode), endings=args.endings,
+                                 bars=args.bars,
                                  mode=composer.choices.fragment_mode(ref.mode),
                                  sampling=SamplingOptions(seed=args.seed + i, **sampling))
             comps.append(composer.compose(req).melody)
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> dict:
             "compose_s": round(compose_s, 2),
         })
     return {"model": str(args.model or "models/folk"), "split": args.split, "samples": args.samples,
-            "seed": args.seed, "sampling": sampling or "defaults", "endings": args.endings, "rows": rows,
+            "seed": args.seed, "sampling": sampling or "defaults", "endings": args.endings,
+            "bars": args.bars, "rows": rows,
             "index_s": round(index_s, 1)}
 
 
@@ -110,6 +113,8 @@ def main() -> None:
     p.add_argument("--best-of", dest="best_of", type=int, default=None, help="default: the sampler's")
     p.add_argument("--endings", action="store_true", default=None,
                    help="first and second endings on repeated parts (default: the type's usual)")
+    p.add_argument("--bars", type=int, default=None,
+                   help="through-composed tunes of this many bars (default: the type's usual form)")
     p.add_argument("--types", type=lambda s: [t.strip() for t in s.split(",")], default=list(DEFAULT_TYPES))
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
