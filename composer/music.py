@@ -237,8 +237,9 @@ class Melody:
         first = 1 if self.start_position else 0
         ends, w = [], first
         for p in self.form.parts:
-            marks = [w + p.written] if p.ending and closing else (
-                [w + p.bars] + ([w + p.written] if p.ending else []))
+            marks = [] if p.ending and closing else [w + p.bars]  # a first ending leads back
+            if p.ending:
+                marks.append(w + p.written)
             for g in marks:
                 cut = g * bar - self.start_position
                 ends.append(next((n.pitch for n, t in zip(reversed(self.notes), reversed(onsets))
