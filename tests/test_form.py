@@ -392,12 +392,18 @@ def test_a_tune_whose_parts_all_close_on_another_note_is_in_that_notes_mode():
     assert one(mixolydian).melody.key_name() == "D mixolydian"  # C naturals, closes on D
 
 
+def test_the_last_part_s_close_is_the_final_whatever_the_earlier_parts_close_on():
+    a_on_d = E_DORIAN.replace(b"|2 BABc dBE2||", b"|2 BABc dBd2||")
+    m = one(a_on_d).melody
+    assert [p % 12 for p in m.part_ends(closing=True)] == [2, 4] and m.key_name() == "E dorian"
+
+
 @pytest.mark.parametrize("change", [
     (b"K:D", b"K:Dmaj"),  # the mode is named: it stands
-    (b"|BABc dBE2:|", b"|BABc dBd2:|"),  # the parts close on different notes
+    (b"|BABc dBE2:|", b"|BABc dBd2:|"),  # the tune closes on the tonic (its A part on E)
     (b"dBE2:|", b'dB"D.C."E2:|'),  # the written end sends the player back: no close
 ])
-def test_the_written_key_stands_unless_every_part_closes_elsewhere(change):
+def test_the_written_key_stands_unless_the_tune_closes_elsewhere(change):
     assert one(E_DORIAN.replace(*change)).melody.key_name() == "D major"
 
 

@@ -51,26 +51,28 @@ def signature_key(sharps: int, notes: list[Note]) -> tuple[int, str]:
 
 # The modes a closing note can give a tune, in the order that settles a tie. The folk modes
 # come first; a close that makes the tune lydian, phrygian or locrian is taken for a close away
-# from the tonic (a tune in G that closes its parts on B), and the key stands.
+# from the tonic (a tune in G that closes on B), and the key stands.
 _FINAL_MODES = ("major", "minor", "dorian", "mixolydian")
 _OTHER_MODES = ("lydian", "phrygian", "locrian")
 
 
 def with_final_key(melody: Melody) -> Melody:
     """A tune whose key field gave only a signature (ABC `K:D`, a MusicXML key signature
-    without a mode), keyed by where its parts close. When two or more part ends all fall on one
-    pitch class other than the tonic the signature gave (a part with first and second endings
-    closes at the second), that note is the tonic, in the mode whose scale on it holds most of
-    the tune's note time: E dorian and A mixolydian are both written `K:D` in the Irish
-    collections. Otherwise (one part, part ends that differ, a tune whose written end sends the
-    player back, a close that would make the tune lydian, phrygian or locrian) the key stands."""
-    ends = [p for p in melody.part_ends(closing=True) if p is not None]
-    finals = {p % 12 for p in ends}
-    if len(ends) < 2 or len(finals) != 1 or (melody.form is not None and melody.form.da_capo):
+    without a mode), keyed by its final, as modal analysis reads a folk tune: when a tune of two
+    parts or more closes (the last part's end, its second ending where it has two) on a pitch
+    class other than the tonic the signature gave, that note is the tonic, in the mode whose
+    scale on it holds most of the tune's note time: E dorian and A mixolydian are both written
+    `K:D` in the Irish collections, and a B minor tune closes its A part on D as often as not.
+    Otherwise (one part, as Essen's songs, whose key field names the tonic; a tune whose written
+    end sends the player back; a close that would make the tune lydian, phrygian or locrian)
+    the key stands."""
+    form = melody.form
+    if form is None or len(form.parts) < 2 or form.da_capo:
         return melody
-    final = finals.pop()
-    if final == melody.tonic % 12:
+    close = melody.part_ends(closing=True)[-1]
+    if close is None or close % 12 == melody.tonic % 12:
         return melody
+    final = close % 12
     hist = _histogram(melody.notes)
     mode = max(_FINAL_MODES + _OTHER_MODES,
                key=lambda m: sum(hist[(final + step) % 12] for step in MODE_STEPS[m]))
