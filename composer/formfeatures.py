@@ -8,10 +8,7 @@ Its form inputs, all categorical:
   tune_left    written bars left in the tune after this one (0..31, 32 for the pickup bar)
   part_index   part number (0..3, later parts share 3)
   role         the part's kind (new, repeat or variation of an earlier part) * 6
-               + played twice * 3 + ending (0 body, 1 first, 2 second); every bar of the last
-               part of a tune that goes back at its written end (D.C., D.S.) counts as a first
-               ending, as it too leads back, so that only tunes that close where they are
-               written teach the model how a tune's last part ends
+               + played twice * 3 + ending (0 body, 1 first, 2 second)
 and two look-backs, one phrase back (the same bar of the previous phrase) and one part back
 (the same bar of the part this one repeats or varies, else of the previous part), each as
   *_pitch      pitch token sounding at the same place there (0: nothing to look back at)
@@ -45,7 +42,6 @@ CLOSES_KEY = "closes"
 CLOSES_SIZE = 4
 LOOK_NONE = 0
 LOOK_SOUNDING = 1
-LEADS_BACK = 1  # role's ending value of a first ending, and of a D.C. tune's last part
 
 
 def feature_sizes(n_pitches: int, n_durations: int) -> dict[str, int]:
@@ -92,13 +88,11 @@ class Layout:
         if first:
             feats[0] = (_CAPS["phrase_bar"], _CAPS["part_bar"], _CAPS["part_left"],
                         _CAPS["tune_left"], 0, _role(parts[0], 0))
-        goes_back = len(parts) - 1 if form.da_capo else -1  # the part whose end leads back
         for w, wb in enumerate(written):
             g, p = w + first, parts[wb.part]
             last = len(written) - 1 - w
-            ending = LEADS_BACK if wb.part == goes_back else wb.ending
             feats[g] = (min(wb.phrase_bar, 7), min(wb.bar, 15), min(max(p.bars - 1 - wb.bar, 0), 15),
-                        min(last, 31), min(wb.part, 3), _role(p, ending))
+                        min(last, 31), min(wb.part, 3), _role(p, wb.ending))
             phrase[g] = wb.phrase
             back[0, g] = by_phrase.get((wb.phrase - 1, wb.phrase_bar), -1)
             src = p.source if p.source is not None else wb.part - 1

@@ -10,8 +10,7 @@ from composer.tunetype import check_type, normalize_type
 from composer.form import Form, Part, TuneShape, form_stats, played
 from composer.formplan import parse_form, with_endings
 from composer.formats import read_tunes, render, save, to_abc
-from composer.formfeatures import (FORM_KEYS, LEADS_BACK, FormTracker, Layout, form_streams,
-                                   tune_form)
+from composer.formfeatures import FORM_KEYS, FormTracker, Layout, form_streams, tune_form
 from composer.music import Melody, Meter, MusicError, Note
 from composer.structure import measure
 
@@ -320,20 +319,6 @@ def test_the_written_end_of_a_da_capo_tune_closes_a_part_not_the_tune():
         lay = Layout.of(mel.form, mel.meter.bar_ticks, mel.start_position, mel.total_ticks)
         assert lay.closes[mel.total_ticks] == last
     assert Layout.of(m.form, m.meter.bar_ticks, 0, m.total_ticks).closes[8 * m.meter.bar_ticks] == 2
-
-
-def test_the_last_part_of_a_da_capo_tune_leads_back_like_a_first_ending():
-    m = one(DA_CAPO_REEL).melody
-    plain = replace(m, form=replace(m.form, da_capo=False))
-    bar = m.meter.bar_ticks
-    role = FORM_KEYS.index("role")
-    goes_back, closes = (Layout.of(mel.form, bar, 0, mel.total_ticks).features[:, role]
-                         for mel in (m, plain))
-    # the A part reads the same; every bar of the B part, which leads back, reads as a first
-    # ending of the same part kind, where the plain tune's B part reads as a body
-    assert (goes_back[:8] == closes[:8]).all()
-    assert (goes_back[8:] == closes[8:] + LEADS_BACK).all()
-    assert len(set(closes[8:].tolist())) == 1
 
 
 def test_musicxml_da_capo_is_read(tmp_path):
