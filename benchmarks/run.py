@@ -150,6 +150,13 @@ def structure_rows(r: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def endings_rows(r: dict) -> list[tuple[str, str, str]]:
+    return [(f"{r['type']}s ending on the tonic with their last N bars drawn anew after the real "
+             f"bars, N = {', '.join(str(x['bars']) for x in r['rows'])} (real)",
+             " / ".join(f"{x['generated']:.0%}" for x in r["rows"])
+             + f" ({r['rows'][0]['real']:.0%})", "as real")]
+
+
 def benches(quick: bool, cores: int) -> list[Bench]:
     corpus = ["--sources", QUICK_CORPUS] if quick else []
     return [
@@ -171,6 +178,8 @@ def benches(quick: bool, cores: int) -> list[Bench]:
         *([Bench("structure", "structure.py", ["--samples", "40", "--types", "reel,jig,hornpipe",
                                                "--data", str(FOLK)], 600, structure_rows)]
           if FOLK.is_file() else []),
+        *([Bench("endings", "endings.py", ["--type", "reel", "--bars", "1,8", "--data", str(FOLK)],
+                 600, endings_rows)] if FOLK.is_file() else []),
     ]
 
 
@@ -213,7 +222,7 @@ def main() -> None:
                     help=f"cold-ingest {QUICK_CORPUS} instead of the whole default corpus")
     ap.add_argument("--only", nargs="+", metavar="NAME",
                     help="run only these: ingest train sample api api-torch abuse markov formats infill "
-                         "structure")
+                         "structure endings")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     info = machine()
