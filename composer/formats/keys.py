@@ -69,7 +69,7 @@ def with_final_key(melody: Melody) -> Melody:
     form = melody.form
     if form is None or len(form.parts) < 2 or form.da_capo:
         return melody
-    close = melody.part_ends(closing=True)[-1]
+    close = melody.last_pitch()  # where the last part closes: the end of the written tune
     if close is None or close % 12 == melody.tonic % 12:
         return melody
     final = close % 12
