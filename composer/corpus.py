@@ -245,7 +245,8 @@ def _select(files: list[SourceFile], parsed: list[list[dict]], opts: IngestOptio
             kept.append((mel, {"title": t.get("title") or mel.title, "source": sf.source,
                                "number": number, "style": sf.style, "meter": str(mel.meter),
                                "mode": mel.mode, "key": mel.key_name(), "type": mel.tune_type,
-                               "form": mel.form.letters()}))
+                               "form": mel.form.letters(),
+                               **({"key_from_final": True} if t.get("key_from_final") else {})}))
     return kept
 
 
@@ -297,6 +298,7 @@ def ingest(sources: list[str] | None, out: str | os.PathLike, workers: int | Non
                              for m, _ in metas]),
         "markers_dropped": dict(rec.markers.most_common()),
         "da_capo": sum(bool(m.form and m.form.da_capo) for m, _ in metas),
+        "keys_from_final": sum(bool(m.get("key_from_final")) for _, m in metas),
         "out": str(out), "workers": workers, "warnings": warnings,
     }
     info = {"encoder_version": ENCODER_VERSION, "sources": list(sources or [])}
@@ -367,6 +369,8 @@ def format_summary(s: dict) -> str:
         f"tune types: {_reasons(s.get('types', {})) or 'none'}",
         f"form markers dropped: {_reasons(s.get('markers_dropped', {})) or 'none'}; "
         f"{s.get('da_capo', 0)} tunes go back at their written end (D.C., D.S., Fine)",
+        f"{s.get('keys_from_final', 0)} keys read from the tune's final (a bare key signature, "
+        "and the tune closes on another note)",
         f"wrote {s['out']} in {s['seconds']:.1f} s",
         *(f"warning: {w}" for w in s.get("warnings", [])),
     ]

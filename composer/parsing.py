@@ -44,7 +44,8 @@ def tune_to_dict(t: "formats.ParsedTune") -> dict:
         "form": m.form.to_dict() if m.form is not None else None}
     return {"number": t.number, "title": t.title, "error": t.error,
             "detail": "; ".join(x for x in (t.detail, t.library) if x),
-            "melody": mel, "dropped": t.dropped, "lines": t.lines}
+            "melody": mel, "dropped": t.dropped, "lines": t.lines,
+            "key_from_final": t.key_from_final}
 
 
 def melody_from_dict(d: dict, style: str) -> Melody:

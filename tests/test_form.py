@@ -400,3 +400,18 @@ def test_a_one_part_tune_keeps_its_key_whatever_note_it_ends_on():
 def test_a_close_that_would_make_the_tune_lydian_or_phrygian_leaves_the_key():
     on_the_third = E_DORIAN.replace(b"dBE2", b"dBF2")  # every part closes on F#: F# phrygian
     assert one(on_the_third).melody.key_name() == "D major"
+
+
+def test_ingest_counts_and_marks_the_keys_it_read_from_the_final(tmp_path):
+    from composer.corpus import format_summary, ingest
+    from composer.dataset import Dataset
+
+    as_written = E_DORIAN.replace(b"X:7", b"X:8").replace(b"K:D", b"K:Dmaj")  # mode named
+    (tmp_path / "tunes.abc").write_bytes(E_DORIAN + b"\n" + as_written)
+    summary = ingest([str(tmp_path / "tunes.abc")], tmp_path / "d.npz", workers=1,
+                     cache_dir=tmp_path / "cache")
+    assert summary["tunes_kept"] == 2 and summary["keys_from_final"] == 1
+    assert "1 keys read from the tune's final" in format_summary(summary)
+    ds = Dataset.load(tmp_path / "d.npz")
+    marked = {t["key"]: bool(t.get("key_from_final")) for t in ds.tunes}
+    assert marked == {"E dorian": True, "D major": False}

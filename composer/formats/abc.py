@@ -182,17 +182,19 @@ def read_abc(data: bytes, name: str, limits: ReadLimits) -> Iterator[ParsedTune]
         try:
             if length > limits.max_tune_chars:
                 raise Skip("too long", f"{length} characters")
-            melody, dropped, lines = _abc_melody(tune(), limits)
+            melody, dropped, from_final, lines = _abc_melody(tune(), limits)
             melody.title = title
-            yield ParsedTune(melody, number, title, dropped=dropped, lines=lines)
+            yield ParsedTune(melody, number, title, dropped=dropped, lines=lines,
+                             key_from_final=from_final)
         except Skip as e:
             yield ParsedTune(None, number, title, e.reason, e.detail)
         except Exception as e:  # one malformed tune fails only itself
             yield ParsedTune(None, number, title, "parse error", library=one_line(e))
 
 
-def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[int]]:
-    """The melody of one tune, the form markers that could not be used, and its line starts."""
+def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], bool, list[int]]:
+    """The melody of one tune, the form markers that could not be used, whether its key was
+    read from its final, and its line starts."""
     m21 = music21_modules()
     handler = m21.abcFormat.ABCHandler(abcVersion=(2, 1, 0))
     text = _normalize_abc(tune)
@@ -233,11 +235,11 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], list[
         mode = estimate_key(part.notes, tonic=tonic)[1]
     rhythm = _RHYTHM.search(tune)
     music = "\n".join(ln for ln in tune.splitlines() if not _FIELD_LINE.match(ln))
-    melody, dropped = melody_of(part, meter, tonic, mode, _abc_tempo(tempo_text),
-                                tune_type=rhythm.group(1).strip() if rhythm else "",
-                                tonic_name=written, da_capo=bool(_GOES_BACK.search(music)),
-                                mode_named=named_mode is not None)
-    return melody, dropped, part.line_starts
+    melody, dropped, from_final = melody_of(
+        part, meter, tonic, mode, _abc_tempo(tempo_text),
+        tune_type=rhythm.group(1).strip() if rhythm else "", tonic_name=written,
+        da_capo=bool(_GOES_BACK.search(music)), mode_named=named_mode is not None)
+    return melody, dropped, from_final, part.line_starts
 
 
 

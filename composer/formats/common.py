@@ -59,6 +59,7 @@ class ParsedTune:
     library: str = ""  # the reading library's own message, where it failed
     dropped: list[str] = field(default_factory=list)  # form markers that could not be used
     lines: list[int] = field(default_factory=list)  # ticks where the source starts a line (ABC)
+    key_from_final: bool = False  # a bare key signature, read from where the tune closes
 
 
 class Skip(Exception):
