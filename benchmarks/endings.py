@@ -29,11 +29,6 @@ from composer.requests import SamplingOptions  # noqa: E402
 from composer.sample import Composer  # noqa: E402
 
 
-def on_tonic(m) -> bool:
-    last = m.last_pitch()
-    return last is not None and (last - m.tonic) % 12 == 0
-
-
 def run(args: argparse.Namespace) -> dict:
     composer = Composer.load(args.model)
     ds = Dataset.load(args.data)
@@ -61,8 +56,8 @@ def run(args: argparse.Namespace) -> dict:
             except MusicError:  # a note held over the gap's edge
                 refused += 1
                 continue
-            generated += [on_tonic(v.melody) for v in versions]
-            real.append(on_tonic(m))
+            generated += [v.melody.ends_on_tonic() for v in versions]
+            real.append(m.ends_on_tonic())
         rows.append({"bars": n, "tunes": len(real), "refused": refused, "versions": len(generated),
                      "generated": sum(generated) / max(1, len(generated)),
                      "real": sum(real) / max(1, len(real))})

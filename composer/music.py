@@ -227,20 +227,21 @@ class Melody:
         """The last sounding pitch (None: the tune is all rests)."""
         return next((n.pitch for n in reversed(self.notes) if n.pitch is not None), None)
 
-    def part_ends(self, closing: bool = False) -> list[int | None]:
+    def ends_on_tonic(self) -> bool:
+        """The last sounding note is the tonic (in any octave)."""
+        last = self.last_pitch()
+        return last is not None and (last - self.tonic) % 12 == 0
+
+    def part_ends(self) -> list[int | None]:
         """The last sounding pitch of each part's playing, in written order (a first and a
-        second ending each close one; with `closing`, only the second, the first leading back);
-        the tune's last pitch alone where the form is unknown."""
+        second ending each close one); the tune's last pitch alone where the form is unknown."""
         if self.form is None:
             return [self.last_pitch()]
         bar, onsets = self.meter.bar_ticks, self.onsets()
         first = 1 if self.start_position else 0
         ends, w = [], first
         for p in self.form.parts:
-            marks = [] if p.ending and closing else [w + p.bars]  # a first ending leads back
-            if p.ending:
-                marks.append(w + p.written)
-            for g in marks:
+            for g in [w + p.bars] + ([w + p.written] if p.ending else []):
                 cut = g * bar - self.start_position
                 ends.append(next((n.pitch for n, t in zip(reversed(self.notes), reversed(onsets))
                                   if t < cut and n.pitch is not None), None))

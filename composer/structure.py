@@ -56,10 +56,9 @@ def measure(m: Melody) -> dict[str, float]:
     phrase_sim = max((similarity(phrases[0], p) for p in phrases[1:]), default=0.0)
     tonic, dominant = m.tonic % 12, (m.tonic + 7) % 12
     ends = [p for p in m.part_ends() if p is not None]
-    last = m.last_pitch()
     return {
         "tonic_ending": (float("nan") if m.form is not None and m.form.da_capo
-                         else float(last is not None and last % 12 == tonic)),
+                         else float(m.ends_on_tonic())),
         "bar_repeat": repeats / max(1, len(bars)),
         "window_recur": sum(counts[w] > 1 for w in windows) / max(1, len(windows)),
         "phrase_sim": phrase_sim,

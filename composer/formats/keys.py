@@ -70,7 +70,7 @@ def with_final_key(melody: Melody) -> Melody:
     if form is None or len(form.parts) < 2 or form.da_capo:
         return melody
     close = melody.last_pitch()  # where the last part closes: the end of the written tune
-    if close is None or close % 12 == melody.tonic % 12:
+    if close is None or melody.ends_on_tonic():
         return melody
     final = close % 12
     hist = _histogram(melody.notes)
