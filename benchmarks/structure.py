@@ -11,12 +11,15 @@ similarity, repeat signs and part-end cadences.
 "real, same form" restricts the real tunes to the generated meter and form. Every generated
 tune's nearest training tune is found at tonic C; at 0.9 or above it counts as a near-copy.
 No mask forces any of this: the sampler only keeps bars, key, meter and range.
+The tonic-ending share carries its 95% interval (binomial, normal approximation): about
++-0.09 at 100 tunes, +-0.045 at 400.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -70,9 +73,12 @@ def run(args: argparse.Namespace) -> dict:
         same = [m for m in real if str(m.meter) == meter and m.form is not None
                 and m.form.letters(variations=False) == form]
         nearest = [index.nearest(m) for m in comps]
+        generated = summarize(comps)
+        tonic = generated["tonic_ending"]
         rows.append({
             "type": kind, "meter": meter, "form": form,
-            "generated": summarize(comps), "real": summarize(real), "real_same_form": summarize(same),
+            "generated": generated, "real": summarize(real), "real_same_form": summarize(same),
+            "tonic_ending_ci95": 1.96 * math.sqrt(tonic * (1 - tonic) / len(comps)),
             "near_copies": sum(s >= NEAR_COPY for _, s in nearest) / len(nearest),
             "nearest_max": max(s for _, s in nearest), "nearest_mean": sum(s for _, s in nearest) / len(nearest),
             "closest": max(nearest, key=lambda x: x[1])[0],
@@ -95,7 +101,9 @@ def table(report: dict) -> str:
         lines.append(label)
         for k in MEASURES:
             ratio = g[k] / real[k] if real[k] else float("nan")
-            lines.append(f"{'':<10} {k:<14} {g[k]:>10.3f} {real[k]:>8.3f} {same[k]:>10.3f} {ratio:>7.2f}")
+            spread = f"  (+-{r['tonic_ending_ci95']:.3f}, 95%)" if k == "tonic_ending" else ""
+            lines.append(f"{'':<10} {k:<14} {g[k]:>10.3f} {real[k]:>8.3f} {same[k]:>10.3f} {ratio:>7.2f}"
+                         + spread)
         lines.append(f"{'':<10} {'near-copies':<14} {r['near_copies']:>10.3f}   (nearest: mean "
                      f"{r['nearest_mean']:.2f}, max {r['nearest_max']:.2f}, {r['closest']})")
     return "\n".join(lines)

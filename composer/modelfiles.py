@@ -30,7 +30,8 @@ WEIGHTS = "model.safetensors"
 NEXT_WEIGHTS = "model.next.safetensors"  # the weights of a save under way (see save_model)
 CONFIG = "config.json"
 FORMAT = "composer-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: closing bars look back less (see formfeatures)
+LOOKBACK_SINCE = 2  # models that read look-backs need this version: the inputs changed then
 # Files that torch.save / pickle write: never loaded, since unpickling can run code.
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
@@ -146,6 +147,10 @@ def read_config(directory: str | os.PathLike) -> tuple[dict, ModelConfig, Vocab]
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid model or vocab section ({e})") from None
     _check_vocab(cfg, vocab, path)
+    if cfg.form in ("lookback", "cadence") and config.get("format_version", 0) < LOOKBACK_SINCE:
+        raise CheckpointError(f"{path}: this model was trained on an earlier definition of the "
+                              "look-back inputs, which composer no longer computes; retrain it "
+                              "with `composer train`")
     return config, cfg, vocab
 
 

@@ -9,6 +9,9 @@ Every measure reads the written form (each repeated part once, as in the dataset
                    notes as (onset in the phrase, duration, pitch)
   repeat_signs     the tune is written with repeat signs
   cadence          share of part ends (each ending too) on the tonic or the dominant
+  closing_echo     the last 4 bars follow the 4 before them note for note up to the tune's
+                   last note, so the close can only copy a close the tune already made
+                   (not measured under 8 full bars, nor where the written end goes back)
 and `nearest` finds a tune's closest relative in a corpus (at tonic C), flagging near-copies.
 """
 
@@ -22,7 +25,8 @@ import numpy as np
 from .form import similarity
 from .music import Melody
 
-MEASURES = ("tonic_ending", "bar_repeat", "window_recur", "phrase_sim", "repeat_signs", "cadence")
+MEASURES = ("tonic_ending", "bar_repeat", "window_recur", "phrase_sim", "repeat_signs", "cadence",
+            "closing_echo")
 WINDOW = 8
 NEAR_COPY = 0.9
 
@@ -56,14 +60,18 @@ def measure(m: Melody) -> dict[str, float]:
     phrase_sim = max((similarity(phrases[0], p) for p in phrases[1:]), default=0.0)
     tonic, dominant = m.tonic % 12, (m.tonic + 7) % 12
     ends = [p for p in m.part_ends() if p is not None]
+    goes_back = m.form is not None and m.form.da_capo
+    last, before = bars[-4:], bars[-8:-4]
     return {
-        "tonic_ending": (float("nan") if m.form is not None and m.form.da_capo
-                         else float(m.ends_on_tonic())),
+        "tonic_ending": float("nan") if goes_back else float(m.ends_on_tonic()),
         "bar_repeat": repeats / max(1, len(bars)),
         "window_recur": sum(counts[w] > 1 for w in windows) / max(1, len(windows)),
         "phrase_sim": phrase_sim,
         "repeat_signs": float(m.form is not None and m.form.has_repeats),
         "cadence": sum(p % 12 in (tonic, dominant) for p in ends) / max(1, len(ends)),
+        "closing_echo": (float("nan") if goes_back or len(bars) < 8 else
+                         float(last[:3] == before[:3]
+                               and last[3][:-1] == before[3][:len(last[3]) - 1])),
     }
 
 

@@ -268,6 +268,24 @@ def test_look_backs_follow_a_repeated_phrase():
     assert (f["back_phrase_match"][second] == 2).all()
     assert (f["back_phrase_match"][:14] == 0).all()  # nothing one phrase before phrase 1
     assert f["phrase_bar"][0] == 0 and f["tune_left"][0] == 7 and f["part_left"][-1] == 0
+    # the tune's closing bar (its last two notes and the END) does not echo phrase 1's close
+    assert (f["back_phrase_match"][26:] == 0).all() and (f["back_phrase_pitch"][26:] == 0).all()
+
+
+def test_closing_bars_look_back_less():
+    """A part's last bar has no phrase look-back (the phrase before closes more weakly); the
+    tune's last bar has no look-back at all (an earlier part closed only a part)."""
+    bar = [Note(60, 24), Note(62, 24), Note(64, 24), Note(65, 24)]
+    m = Melody(bar * 16, Meter(4, 4), form=parse_form("AB", 8))
+    vocab = Vocab(durations=[24])
+    f = form_streams(encode(m, vocab), vocab)
+    bar_of = np.arange(len(f["back_phrase_match"])) // 4  # 0-based written bar of each step
+    part_closes = np.isin(bar_of, [7, 15, 16])  # each part's last bar, and the END step
+    assert (f["back_phrase_match"][(bar_of >= 4) & ~part_closes] == 2).all()
+    assert (f["back_phrase_match"][part_closes] == 0).all()
+    assert (f["back_part_match"][(bar_of >= 8) & (bar_of < 15)] == 2).all()  # B reads A
+    assert (f["back_part_match"][bar_of >= 15] == 0).all()
+    assert (f["back_part_pitch"][bar_of >= 15] == 0).all()
 
 
 # --- structure measures ----------------------------------------------------------------------
@@ -280,6 +298,12 @@ def test_structure_measures_of_a_tune_built_to_repeat():
     assert r["tonic_ending"] == 1.0 and r["repeat_signs"] == 1.0 and r["cadence"] == 1.0
     assert r["bar_repeat"] == pytest.approx(6 / 8)  # all but the first bar and the first turn
     assert r["phrase_sim"] == 1.0 and r["window_recur"] > 0.5
+    assert r["closing_echo"] == 1.0  # the second phrase copies the first up to its last note
+    closed = replace(m, notes=notes[:-1] + [Note(74, 48)])  # the close an octave up: still
+    assert measure(closed)["closing_echo"] == 1.0 and measure(closed)["tonic_ending"] == 1.0
+    varied = replace(m, notes=notes[:19] + [Note(71, 24)] + notes[20:])  # bar 7 differs
+    assert measure(varied)["closing_echo"] == 0.0
+    assert np.isnan(measure(replace(m, notes=bar * 3 + turn))["closing_echo"])  # 4 bars only
 
 
 # --- tunes that go back: D.C., D.S., Fine ----------------------------------------------------

@@ -85,6 +85,8 @@ BAD_FOLDERS = {
         lambda d: edit_config(d, lambda c: c["vocab"].update(
             pitch_low=c["vocab"]["pitch_low"] + 200, pitch_high=c["vocab"]["pitch_high"] + 200)),
         "0..127"),
+    "trained on the earlier look-back inputs": (
+        lambda d: edit_config(d, lambda c: c.update(format_version=1)), "retrain it"),
     "format_version not a number": (
         lambda d: edit_config(d, lambda c: c.update(format_version="1")), "format_version"),
     "config nested 100,000 deep": (
