@@ -96,10 +96,11 @@ class Layout:
         for w, wb in enumerate(written):
             g, p = w + first, parts[wb.part]
             last = len(written) - 1 - w
-            feats[g] = (min(wb.phrase_bar, 7), min(wb.bar, 15), min(max(p.bars - 1 - wb.bar, 0), 15),
+            part_left = max(p.bars - 1 - wb.bar, 0)
+            feats[g] = (min(wb.phrase_bar, 7), min(wb.bar, 15), min(part_left, 15),
                         min(last, 31), min(wb.part, 3), _role(p, wb.ending))
             phrase[g] = wb.phrase
-            if p.bars - 1 - wb.bar > 0:  # a part's closing bar: no phrase look-back
+            if part_left > 0:  # a part's closing bar: no phrase look-back
                 back[0, g] = by_phrase.get((wb.phrase - 1, wb.phrase_bar), -1)
             src = p.source if p.source is not None else wb.part - 1
             if src >= 0 and last > 0:  # the tune's closing bar: no part look-back either

@@ -20,7 +20,12 @@ def form_keys(cfg: "ModelConfig") -> tuple[str, ...]:
     """The form inputs a model reads per step (see formfeatures), by its config's form level."""
     if cfg.form == "none":
         return ()
-    return FORM_KEYS[:6] if cfg.form == "position" else FORM_KEYS
+    return FORM_KEYS if reads_lookbacks(cfg) else FORM_KEYS[:6]
+
+
+def reads_lookbacks(cfg: "ModelConfig") -> bool:
+    """Whether the model reads the two look-backs (formfeatures), beside where it is."""
+    return cfg.form in ("lookback", "cadence")
 
 
 def reads_closes(cfg: "ModelConfig") -> bool:

@@ -23,7 +23,7 @@ from safetensors.numpy import load as st_load
 
 from .encoding import Vocab
 from .files import write_atomic
-from .modelconfig import ModelConfig, weight_shapes
+from .modelconfig import ModelConfig, reads_lookbacks, weight_shapes
 from .music import MAX_DURATION, MODES, Meter, MusicError
 
 WEIGHTS = "model.safetensors"
@@ -147,7 +147,7 @@ def read_config(directory: str | os.PathLike) -> tuple[dict, ModelConfig, Vocab]
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} has an invalid model or vocab section ({e})") from None
     _check_vocab(cfg, vocab, path)
-    if cfg.form in ("lookback", "cadence") and config.get("format_version", 0) < LOOKBACK_SINCE:
+    if reads_lookbacks(cfg) and config.get("format_version", 0) < LOOKBACK_SINCE:
         raise CheckpointError(f"{path}: this model was trained on an earlier definition of the "
                               "look-back inputs, which composer no longer computes; retrain it "
                               "with `composer train`")
