@@ -53,6 +53,12 @@ class Part:
         full, rest = divmod(self.bars, PHRASE_BARS)
         return (PHRASE_BARS,) * full + ((rest,) if rest else ())
 
+    def in_phrases_of(self, bars: int) -> "Part":
+        """The part cut in phrases of `bars` bars, where they divide it (else as it is)."""
+        if bars == PHRASE_BARS or self.bars % bars:
+            return self
+        return replace(self, phrases=(bars,) * (self.bars // bars))
+
 
 @dataclass(frozen=True)
 class WrittenBar:
@@ -304,8 +310,8 @@ class TuneShape:
 
 
 def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
-    """Per tune type: how many, the usual meter, the usual form (letters) and part length,
-    how often parts repeat and have endings, the usual pickup (among tunes of the usual
+    """Per tune type: how many, the usual meter, the usual form (letters), part length and
+    phrase length (among the parts of that length), how often parts repeat and have endings, the usual pickup (among tunes of the usual
     meter and form, as those are what composing the type gives; of the usual meter where no
     tune has both) and the usual style (collection)."""
     by_type: dict[str, list[TuneShape]] = {}
@@ -319,11 +325,15 @@ def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
         form = _usual_form(items)
         in_meter = [t for t in items if str(t.meter) == meter]
         usual = [t for t in in_meter if t.form.letters(variations=False) == form] or in_meter
+        part_bars = Counter(p.bars for p in parts).most_common(1)[0][0]
+        phrases = Counter(Counter(p.phrase_lengths()).most_common(1)[0][0]  # per part
+                          for t in usual for p in t.form.parts if p.bars == part_bars)
         out[kind] = {
             "tunes": len(items),
             "meter": meter,
             "form": form,
-            "part_bars": Counter(p.bars for p in parts).most_common(1)[0][0],
+            "part_bars": part_bars,
+            "phrase_bars": phrases.most_common(1)[0][0] if phrases else PHRASE_BARS,
             "with_repeats": round(sum(t.form.has_repeats for t in items) / len(items), 3),
             "endings": round(sum(bool(p.ending) for p in repeated) / max(1, len(repeated)), 3),
             "pickup": Counter(t.pickup for t in usual).most_common(1)[0][0],

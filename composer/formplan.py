@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from .form import Form, Part
+from .form import PHRASE_BARS, Form, Part
 from .music import MusicError
 from .tunetype import check_type
 
 # What a type the corpus did not describe gets: two 8-bar parts, each played twice.
-FALLBACK = {"meter": "4/4", "form": "AABB", "part_bars": 8, "endings": 0.0}
+FALLBACK = {"meter": "4/4", "form": "AABB", "part_bars": 8, "phrase_bars": PHRASE_BARS,
+            "endings": 0.0}
 DEFAULT_BARS = 16  # of a through-composed tune
 ENDINGS_SHARE = 0.5  # a type whose repeated parts mostly have endings gets them by default
 
@@ -44,15 +45,14 @@ class TypeForms:
     def compose_form(self, tune_type: str | None, spec: str | None, bars: int | None,
                      endings: bool | None = None) -> Form:
         """The form of a new tune: `spec` (letters; parts as long as the type's), else `bars`
-        through-composed, else the type's usual form. Repeated parts get first and second
-        endings if `endings`, or (None) where most of the type's repeated parts have them."""
+        through-composed (4-bar phrases), else the type's usual form. Parts of a form are cut
+        in phrases of the type's usual length (form_stats). Repeated parts get
+        first and second endings if `endings`, or (None) where most of the type's repeated
+        parts have them."""
         usual = self.usual(tune_type or "")
-        if spec:
-            form = parse_form(spec, int(usual["part_bars"]))
-        elif bars is not None or tune_type is None:
+        if not spec and (bars is not None or tune_type is None):
             return Form.through(int(bars or DEFAULT_BARS))
-        else:
-            form = parse_form(usual["form"], int(usual["part_bars"]))
+        form = self._phrased(parse_form(spec or usual["form"], int(usual["part_bars"])), usual)
         if endings is None:
             endings = usual["endings"] >= ENDINGS_SHARE
         return with_endings(form) if endings else form
@@ -67,7 +67,7 @@ class TypeForms:
             return Form.through(fragment_bars + bars)
         usual = self.usual(tune_type)
         part_bars = fragment.parts[0].bars if marked else int(usual["part_bars"])
-        target = parse_form(spec or usual["form"], part_bars)
+        target = self._phrased(parse_form(spec or usual["form"], part_bars), usual)
         if not marked:
             if target.written_bars < fragment_bars:
                 raise MusicError(f"the fragment has {fragment_bars} bars, more than the "
@@ -82,6 +82,11 @@ class TypeForms:
             target = Form(tuple(have) + (Part(part_bars, True, letter=_next_letter(have)),))
         added = [p for p in target.parts[len(have):]]
         return Form(tuple(have + added))
+
+
+    @staticmethod
+    def _phrased(form: Form, usual: dict) -> Form:
+        return Form(tuple(p.in_phrases_of(int(usual["phrase_bars"])) for p in form.parts))
 
 
 def _next_letter(parts: list[Part]) -> str:

@@ -8,7 +8,7 @@ import pytest
 from composer.encoding import Vocab, decode, encode
 from composer.tunetype import check_type, normalize_type
 from composer.form import Form, Part, TuneShape, form_stats, played
-from composer.formplan import parse_form, with_endings
+from composer.formplan import TypeForms, parse_form, with_endings
 from composer.formats import read_tunes, render, save, to_abc
 from composer.formfeatures import FORM_KEYS, FormTracker, Layout, form_streams, tune_form
 from composer.music import Melody, Meter, MusicError, Note
@@ -208,6 +208,26 @@ def test_form_stats_give_each_type_its_usual_meter_form_pickup_and_style():
     assert (jig["tunes"], jig["meter"], jig["form"], jig["part_bars"]) == (11, "6/8", "AABB", 8)
     assert (jig["pickup"], jig["style"], jig["with_repeats"]) == (12, "oneills", round(7 / 11, 3))
     assert (stats["song"]["pickup"], stats["song"]["style"]) == (0, "essen")
+
+
+def test_a_type_composes_in_its_usual_phrase_length():
+    """Songs written a 2-bar phrase per line (as Essen's are) compose in 2-bar phrases; other
+    types, and through-composed tunes, in 4-bar ones."""
+    lines = Form((Part(8, phrases=(2, 2, 2, 2)),))
+    shapes = ([TuneShape("song", "2/4", lines, 0, "essen")] * 3
+              + [TuneShape("song", "2/4", Form((Part(8, phrases=(4, 4)),)), 0, "essen")] * 2
+              + [TuneShape("reel", "2/2", parse_form("AABB", 8), 24, "ryans")])
+    stats = form_stats(shapes)
+    assert (stats["song"]["phrase_bars"], stats["reel"]["phrase_bars"]) == (2, 4)
+    forms = TypeForms(["song", "reel"], stats)
+    song = forms.compose_form("song", None, None)
+    assert [p.phrase_lengths() for p in song.parts] == [(2, 2, 2, 2)]
+    assert [w.phrase_bar for w in song.layout()] == [0, 1] * 4
+    assert forms.compose_form("song", "A6B4", None).parts[1].phrase_lengths() == (2, 2)
+    assert forms.compose_form("song", None, 8).parts[0].phrase_lengths() == (4, 4)
+    assert forms.compose_form("reel", None, None).parts[0].phrase_lengths() == (4, 4)
+    added = forms.continue_form(None, 4, "song", "AB", 0).parts[1]  # a fragment's new part
+    assert added.phrase_lengths() == (2, 2, 2, 2)
 
 
 def test_the_usual_pickup_is_that_of_the_usual_form_in_the_usual_meter():
