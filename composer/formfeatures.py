@@ -14,8 +14,11 @@ and two look-backs, one phrase back (the same bar of the previous phrase) and on
   *_pitch      pitch token sounding at the same place there (0: nothing to look back at)
   *_dur        its duration token if a note starts exactly there, LOOK_SOUNDING if one is
                only sounding there (0: nothing to look back at)
-  *_match      0 nothing to look back at, 1 the phrase has left it, 2 every note of the
-               phrase so far has matched it (same pitch, same duration, same place).
+  *_match      0 nothing to look back at, 1 the phrase has left it and its last note missed,
+               2 every note of the phrase so far has matched it (same pitch, same duration,
+               same place), 3 the phrase has left it but its last note matched: a varied
+               phrase that has come back (in training tunes the next note matches half the
+               time then, one time in twelve after a miss)
 A part's last bar has no phrase look-back, and the tune's last bar none at all: a close there
 answers only to the closes before it, which were weaker (a phrase's, an earlier part's). A
 model that read them copied the half cadence of a phrase, or an A part's close on the
@@ -57,7 +60,7 @@ def feature_sizes(n_pitches: int, n_durations: int) -> dict[str, int]:
     for back in ("phrase", "part"):
         sizes[f"back_{back}_pitch"] = n_pitches
         sizes[f"back_{back}_dur"] = n_durations
-        sizes[f"back_{back}_match"] = 3
+        sizes[f"back_{back}_match"] = 4
     return sizes
 
 
@@ -139,6 +142,12 @@ class Layout:
         return np.where(valid, t + (h - g) * self.bar, 0), valid
 
 
+def _match(missed: np.ndarray, last_good: np.ndarray) -> np.ndarray:
+    """*_match where there is a look-back, from the notes of the phrase that missed it so far
+    and whether the last note matched it."""
+    return np.where(missed == 0, 2, np.where(last_good, 3, 1))
+
+
 def _role(part, ending: int) -> int:
     return part.kind * 6 + int(part.repeat) * 3 + ending
 
@@ -197,7 +206,8 @@ def steps_features(lay: Layout, onsets: np.ndarray, durs: np.ndarray, pitches: n
         bad = np.concatenate([[0], np.cumsum(~good)])
         count = bad[np.arange(n + 1)] - bad[np.minimum(seg, n)]
         out[f"back_{name}_pitch"], out[f"back_{name}_dur"] = pitch, dur
-        out[f"back_{name}_match"] = np.where(valid, np.where(count == 0, 2, 1), 0)
+        last_good = np.concatenate([[False], good])  # step i: did note i - 1 match?
+        out[f"back_{name}_match"] = np.where(valid, _match(count, last_good), 0)
     return {k: np.asarray(v, np.int64) for k, v in out.items()}
 
 
@@ -215,14 +225,15 @@ class FormTracker:
         self.pitch = np.zeros((rows, lay.total + 1), np.uint8)
         self.dur = np.zeros((rows, lay.total + 1), np.uint8)
         self.bad = np.zeros((rows, 2), np.int64)  # notes of the current phrase that missed
+        self.good = np.zeros((rows, 2), bool)  # whether the last note added matched
         self.phrase = np.full(rows, -2, np.int64)  # phrase of the last note added
         self.last: tuple = ()
 
     def select(self, rows: np.ndarray) -> "FormTracker":
         new = FormTracker.__new__(FormTracker)
         new.lay, new.rows, new.closes = self.lay, len(rows), self.closes
-        new.pitch, new.dur, new.bad, new.phrase = (x[rows] for x in (self.pitch, self.dur, self.bad,
-                                                                     self.phrase))
+        new.pitch, new.dur, new.bad, new.good, new.phrase = (
+            x[rows] for x in (self.pitch, self.dur, self.bad, self.good, self.phrase))
         new.last = tuple(x[rows] for x in self.last) if self.last else ()
         return new
 
@@ -238,7 +249,7 @@ class FormTracker:
             pitch = np.where(valid, self.pitch[rows, src], LOOK_NONE)
             dur = np.where(valid, self.dur[rows, src], LOOK_NONE)
             count = np.where(ph == self.phrase, self.bad[:, k], 0)
-            match = np.where(valid, np.where(count == 0, 2, 1), 0)
+            match = np.where(valid, _match(count, self.good[:, k]), 0)
             cols.append(np.stack([pitch, dur, match], 1))
             looks.append((pitch, dur, valid))
         self.last = (ph, *looks[0], *looks[1])
@@ -259,7 +270,8 @@ class FormTracker:
             if h >= 0 and t < lay.total:
                 src = t + (h - g) * lay.bar
                 pitch, dur = int(self.pitch[0, src]), int(self.dur[0, src])
-                row += (pitch, dur, 2 if not (same and self.bad[0, k]) else 1)
+                match = 2 if not (same and self.bad[0, k]) else 3 if self.good[0, k] else 1
+                row += (pitch, dur, match)
                 last += (pitch, dur, True)
             else:
                 row += (LOOK_NONE, LOOK_NONE, 0)
@@ -274,8 +286,9 @@ class FormTracker:
             self.bad[0] = 0
             self.phrase[0] = ph
         for k, (p, d, v) in enumerate(((p0, d0, v0), (p1, d1, v1))):
-            if not (v and p == pitch and d == dur_tok):
-                self.bad[0, k] += 1
+            good = bool(v and p == pitch and d == dur_tok)
+            self.good[0, k] = good
+            self.bad[0, k] += not good
         total = self.lay.total
         if dur_ticks:
             self.pitch[0, t:min(t + dur_ticks, total + 1)] = pitch
@@ -290,7 +303,9 @@ class FormTracker:
         self.bad[new] = 0
         self.phrase = ph
         for k, (p, d, v) in enumerate(((p0, d0, v0), (p1, d1, v1))):
-            self.bad[:, k] += ~(v & (p == pitch) & (d == dur_tok))
+            good = v & (p == pitch) & (d == dur_tok)
+            self.good[:, k] = good
+            self.bad[:, k] += ~good
         span = int(dur_ticks.max()) if len(dur_ticks) else 0
         if span:
             cols = t[:, None] + np.arange(span)[None]

@@ -30,8 +30,9 @@ WEIGHTS = "model.safetensors"
 NEXT_WEIGHTS = "model.next.safetensors"  # the weights of a save under way (see save_model)
 CONFIG = "config.json"
 FORMAT = "composer-model"
-FORMAT_VERSION = 2  # 2: closing bars look back less (see formfeatures)
-LOOKBACK_SINCE = 2  # models that read look-backs need this version: the inputs changed then
+# 2: closing bars look back less; 3: a look-back's match says whether the last note matched
+FORMAT_VERSION = 3
+LOOKBACK_SINCE = 3  # models that read look-backs need this version: the inputs changed then
 # Files that torch.save / pickle write: never loaded, since unpickling can run code.
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 

@@ -292,6 +292,23 @@ def test_look_backs_follow_a_repeated_phrase():
     assert (f["back_phrase_match"][26:] == 0).all() and (f["back_phrase_pitch"][26:] == 0).all()
 
 
+@pytest.mark.parametrize("one_row", [False, True])
+def test_look_back_match_says_a_varied_phrase_came_back(one_row):
+    bar = [Note(60, 24), Note(62, 24), Note(64, 24), Note(65, 24)]
+    other = [Note(67, 48), Note(65, 48)]
+    varied = [bar[0], Note(71, 24)] + bar[2:]  # phrase 2 leaves phrase 1 at its second note
+    notes = bar * 3 + other + varied + bar * 2 + other
+    m = Melody(notes, Meter(4, 4), form=Form.through(8))
+    vocab = Vocab(durations=[24, 48])
+    enc = encode(m, vocab)
+    f = form_streams(enc, vocab)
+    match = f["back_phrase_match"]
+    assert list(match[14:18]) == [2, 2, 1, 3]  # matched, matched, after the miss, back again
+    assert (match[18:26] == 3).all()
+    tracked = _replay(enc, vocab, tune_form(enc, vocab), m.total_ticks, one_row)
+    assert np.array_equal(tracked[:, FORM_KEYS.index("back_phrase_match")], match)
+
+
 def test_closing_bars_look_back_less():
     """A part's last bar has no phrase look-back (the phrase before closes more weakly); the
     tune's last bar has no look-back at all (an earlier part closed only a part)."""

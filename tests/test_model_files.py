@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from composer.checkpoint import CheckpointError, load_model
 from composer.cli import app
+from composer.modelfiles import LOOKBACK_SINCE
 
 runner = CliRunner()
 
@@ -86,7 +87,7 @@ BAD_FOLDERS = {
             pitch_low=c["vocab"]["pitch_low"] + 200, pitch_high=c["vocab"]["pitch_high"] + 200)),
         "0..127"),
     "trained on the earlier look-back inputs": (
-        lambda d: edit_config(d, lambda c: c.update(format_version=1)), "retrain it"),
+        lambda d: edit_config(d, lambda c: c.update(format_version=LOOKBACK_SINCE - 1)), "retrain it"),
     "format_version not a number": (
         lambda d: edit_config(d, lambda c: c.update(format_version="1")), "format_version"),
     "config nested 100,000 deep": (
