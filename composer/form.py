@@ -311,9 +311,10 @@ class TuneShape:
 
 def form_stats(tunes: Sequence[TuneShape]) -> dict[str, dict]:
     """Per tune type: how many, the usual meter, the usual form (letters), part length and
-    phrase length (among the parts of that length), how often parts repeat and have endings, the usual pickup (among tunes of the usual
-    meter and form, as those are what composing the type gives; of the usual meter where no
-    tune has both) and the usual style (collection)."""
+    phrase length (of the usual tunes' parts of that length), how often parts repeat and have
+    endings, the usual pickup (among tunes of the usual meter and form, as those are what
+    composing the type gives; of the usual meter where no tune has both) and the usual style
+    (collection)."""
     by_type: dict[str, list[TuneShape]] = {}
     for t in tunes:
         by_type.setdefault(t.tune_type, []).append(t)

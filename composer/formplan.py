@@ -46,9 +46,9 @@ class TypeForms:
                      endings: bool | None = None) -> Form:
         """The form of a new tune: `spec` (letters; parts as long as the type's), else `bars`
         through-composed (4-bar phrases), else the type's usual form. Parts of a form are cut
-        in phrases of the type's usual length (form_stats). Repeated parts get
-        first and second endings if `endings`, or (None) where most of the type's repeated
-        parts have them."""
+        in phrases of the type's usual length (form_stats). Repeated parts get first and
+        second endings if `endings`, or (None) where most of the type's repeated parts have
+        them."""
         usual = self.usual(tune_type or "")
         if not spec and (bars is not None or tune_type is None):
             return Form.through(int(bars or DEFAULT_BARS))

@@ -261,6 +261,20 @@ def test_default_model_is_used_without_model_option(tmp_path):
     assert read_tunes(tmp_path / "x.abc")[0].melody.complete_bars() == 2
 
 
+DOCS = [Path(__file__).resolve().parents[1] / name for name in ("README.md", "models/folk/README.md")]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.parent.name)
+def test_the_documented_tunes_are_what_their_commands_write(doc):
+    """Each `composer compose ... -o -` shown with its tune gives that tune, note for note."""
+    shown = re.findall(r"```bash\n(composer compose [^\n]*-o -)\n```\s*```abc\n(.*?)```",
+                       doc.read_text(), re.S)
+    assert len(shown) >= 2
+    for command, abc in shown:
+        written = _ok(command.split()[1:]).stdout
+        assert abc.strip() in written, command
+
+
 def test_the_installed_command_prints_abc_and_one_line_errors(tiny_model_dir, tmp_path):
     cmd = [sys.executable, "-m", "composer"]
     ok = subprocess.run([*cmd, "compose", "--model", tiny_model_dir, "--bars", "2", "--seed", "4",
