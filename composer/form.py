@@ -54,10 +54,12 @@ class Part:
         return (PHRASE_BARS,) * full + ((rest,) if rest else ())
 
     def in_phrases_of(self, bars: int) -> "Part":
-        """The part cut in phrases of `bars` bars, where they divide it (else as it is)."""
-        if bars == PHRASE_BARS or self.bars % bars:
+        """The part cut in phrases of `bars` bars, the last one shorter where they do not
+        divide it; 4 (or a length below 1) leaves it as it is, in the usual 4-bar phrases."""
+        if bars == PHRASE_BARS or bars < 1:
             return self
-        return replace(self, phrases=(bars,) * (self.bars // bars))
+        full, rest = divmod(self.bars, bars)
+        return replace(self, phrases=(bars,) * full + ((rest,) if rest else ()))
 
 
 @dataclass(frozen=True)

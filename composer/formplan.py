@@ -79,13 +79,14 @@ class TypeForms:
                 raise MusicError(f"the fragment already has {len(have)} parts; the form "
                                  f"{spec} has {len(target.parts)}, so there is nothing to add",
                                  field="form")
-            target = Form(tuple(have) + (Part(part_bars, True, letter=_next_letter(have)),))
+            new = Part(part_bars, True, letter=_next_letter(have))
+            target = Form(tuple(have) + (new.in_phrases_of(int(usual["phrase_bars"])),))
         added = [p for p in target.parts[len(have):]]
         return Form(tuple(have + added))
 
-
     @staticmethod
     def _phrased(form: Form, usual: dict) -> Form:
+        """`form` with every part cut in the phrases of the type whose figures are `usual`."""
         return Form(tuple(p.in_phrases_of(int(usual["phrase_bars"])) for p in form.parts))
 
 

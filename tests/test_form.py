@@ -224,10 +224,16 @@ def test_a_type_composes_in_its_usual_phrase_length():
     assert [p.phrase_lengths() for p in song.parts] == [(2, 2, 2, 2)]
     assert [w.phrase_bar for w in song.layout()] == [0, 1] * 4
     assert forms.compose_form("song", "A6B4", None).parts[1].phrase_lengths() == (2, 2)
+    assert forms.compose_form("song", "A5", None).parts[0].phrase_lengths() == (2, 2, 1)
     assert forms.compose_form("song", None, 8).parts[0].phrase_lengths() == (4, 4)
     assert forms.compose_form("reel", None, None).parts[0].phrase_lengths() == (4, 4)
-    added = forms.continue_form(None, 4, "song", "AB", 0).parts[1]  # a fragment's new part
-    assert added.phrase_lengths() == (2, 2, 2, 2)
+    # the parts added to a fragment: after one without parts, and after one with repeat signs
+    # (which keeps its own phrases)
+    assert forms.continue_form(None, 4, "song", "AB", 0).parts[1].phrase_lengths() == (2, 2, 2, 2)
+    fragment = Form((Part(8, True, phrases=(4, 4)),))
+    for spec in ("AAB", None):
+        grown = forms.continue_form(fragment, 8, "song", spec, 0)
+        assert [p.phrase_lengths() for p in grown.parts] == [(4, 4), (2, 2, 2, 2)]
 
 
 def test_the_usual_pickup_is_that_of_the_usual_form_in_the_usual_meter():
