@@ -50,16 +50,20 @@ class Part:
     def phrase_lengths(self) -> tuple[int, ...]:
         if self.phrases and sum(self.phrases) == self.bars:
             return self.phrases
-        full, rest = divmod(self.bars, PHRASE_BARS)
-        return (PHRASE_BARS,) * full + ((rest,) if rest else ())
+        return _cut(self.bars, PHRASE_BARS)
 
     def in_phrases_of(self, bars: int) -> "Part":
-        """The part cut in phrases of `bars` bars, the last one shorter where they do not
-        divide it; 4 (or a length below 1) leaves it as it is, in the usual 4-bar phrases."""
+        """The part cut in phrases of `bars` bars; 4 (or a length below 1) leaves it as it is,
+        in the usual 4-bar phrases."""
         if bars == PHRASE_BARS or bars < 1:
             return self
-        full, rest = divmod(self.bars, bars)
-        return replace(self, phrases=(bars,) * full + ((rest,) if rest else ()))
+        return replace(self, phrases=_cut(self.bars, bars))
+
+
+def _cut(bars: int, length: int) -> tuple[int, ...]:
+    """`bars` bars in phrases of `length`, the last one shorter where they do not divide it."""
+    full, rest = divmod(bars, length)
+    return (length,) * full + ((rest,) if rest else ())
 
 
 @dataclass(frozen=True)
