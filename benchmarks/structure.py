@@ -27,10 +27,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from composer.calibration import compose_like, real_tunes  # noqa: E402
 from composer.dataset import Dataset  # noqa: E402
 from composer.encoding import decode  # noqa: E402
-from composer.music import key_spelling  # noqa: E402
-from composer.requests import ComposeRequest, SamplingOptions  # noqa: E402
 from composer.sample import Composer  # noqa: E402
 from composer.structure import MEASURES, NEAR_COPY, CopyIndex, summarize  # noqa: E402
 
@@ -38,11 +37,6 @@ DEFAULT_TYPES = ("reel", "jig", "hornpipe", "slip jig", "air", "song")
 TARGETS = {"tonic_ending": (">= 0.75 absolute", None), "bar_repeat": (">= 0.6x and <= 1.6x real", (0.6, 1.6)),
            "window_recur": (">= 0.5x and <= 1.6x real", (0.5, 1.6)),
            "phrase_sim": (">= 0.85x real", (0.85, None))}
-
-
-def real_tunes(ds: Dataset, split: str, tune_type: str) -> list:
-    idx = [int(i) for i in ds.indices(split) if ds.vocab.types[ds.type[i]] == tune_type]
-    return [decode(ds.tune(i), ds.vocab) for i in idx]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -60,14 +54,9 @@ def run(args: argparse.Namespace) -> dict:
         real = real_tunes(ds, args.split, kind)
         if not real or kind not in composer.vocab.types:
             continue
-        comps, t0 = [], time.perf_counter()
-        for i in range(args.samples):
-            ref = real[i % len(real)]
-            req = ComposeRequest(tune_type=kind, key=key_spelling(ref.tonic, ref.mode), endings=args.endings,
-                                 bars=args.bars,
-                                 mode=composer.choices.fragment_mode(ref.mode),
-                                 sampling=SamplingOptions(seed=args.seed + i, **sampling))
-            comps.append(composer.compose(req).melody)
+        t0 = time.perf_counter()
+        comps = compose_like(composer, real, kind, args.samples, args.seed, sampling, args.bars,
+                             args.endings)
         compose_s = time.perf_counter() - t0
         meter, form = str(comps[0].meter), comps[0].form.letters()
         same = [m for m in real if str(m.meter) == meter and m.form is not None
@@ -116,7 +105,8 @@ def main() -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--temperature", type=float, default=None, help="default: the sampler's")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="default: the model's for each type (composer calibrate)")
     p.add_argument("--top-p", dest="top_p", type=float, default=None, help="default: the sampler's")
     p.add_argument("--best-of", dest="best_of", type=int, default=None, help="default: the sampler's")
     p.add_argument("--endings", action="store_true", default=None,

@@ -266,9 +266,8 @@ def _add_routes(app: FastAPI) -> None:
         state = request.app.state
         data = await read_upload(file)
         given = form.model_dump(exclude_none=True)
-        defaults = state.options["defaults"]
-        sampling = SamplingOptions(**{k: given.get(k, defaults.get(k)) for k in
-                                      ("temperature", "top_p", "seed", "best_of")})
+        sampling = SamplingOptions(**{k: given[k] for k in ("temperature", "top_p", "seed", "best_of")
+                                      if k in given})
         candidates = form.candidates or DEFAULT_CANDIDATES
 
         def run() -> Response:

@@ -93,7 +93,8 @@ class ComposeBody(BaseModel):
     mode: str | None = Field(None, max_length=16, description="major, minor, dorian, ...")
     style: str | None = Field(None, max_length=64, description="a style label of the model")
     tempo: float | None = _bounded("tempo", "quarter notes per minute")
-    temperature: float | None = _bounded("temperature", "sampling temperature")
+    temperature: float | None = _bounded("temperature", "sampling temperature (unset: the "
+                                         "model's for the tune type)")
     top_p: float | None = _bounded("top_p", "nucleus sampling mass")
     seed: int | None = _bounded("seed", "random seed (unset: random)")
     best_of: int | None = _bounded("best_of", "draw this many, keep the likeliest")
@@ -140,7 +141,8 @@ class InfillForm(_UploadFields):
 
     bars: str = Field(..., max_length=64, description="bars to write anew, e.g. 5-6 or 3,7-8 "
                       "(bar 1 is the first full bar)", examples=["5-6"])
-    temperature: float | None = _bounded("temperature", "sampling temperature")
+    temperature: float | None = _bounded("temperature", "sampling temperature (unset: the "
+                                         "model's for the tune type)")
     top_p: float | None = _bounded("top_p", "nucleus sampling mass")
     seed: int | None = _bounded("seed", "random seed (unset: random)")
     best_of: int | None = _bounded("best_of", "of the resampled candidates, keep the likeliest")

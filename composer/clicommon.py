@@ -7,7 +7,7 @@ import typer
 
 from .dataset import DatasetError
 from .music import MusicError, parse_pitch, pitch_name
-from .requests import SamplingOptions
+from .requests import DEFAULT_TEMPERATURE, SamplingOptions
 from .serve import ServeConfig
 
 app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]},
@@ -74,7 +74,8 @@ FRAGMENT_STYLE_OPTION = typer.Option(None, "--style", show_default="INPUT's, els
 TYPE_OPTION = typer.Option(None, "--type", show_default="the usual type of the meter",
                            help="Tune type: reel, jig, slip jig, hornpipe, polka, strathspey, "
                                 "waltz, march, air, song, ... (those the model knows).")
-TEMPERATURE_OPTION = typer.Option(SamplingOptions.temperature, "--temperature",
+TEMPERATURE_OPTION = typer.Option(None, "--temperature", show_default="the model's for the tune "
+                                  f"type (`composer info`), else {DEFAULT_TEMPERATURE}",
                                   help="Sampling temperature (> 0).")
 TOP_P_OPTION = typer.Option(SamplingOptions.top_p, "--top-p", help="Nucleus sampling mass (0..1].")
 BEST_OF_OPTION = typer.Option(SamplingOptions.best_of, "--best-of",
@@ -96,7 +97,7 @@ VERBOSE_OPTION = typer.Option(False, "--verbose", "-v", help="On a file that can
                               "also print the reading library's own message.")
 
 
-def sampling_options(temperature: float, top_p: float, seed: int | None, best_of: int,
+def sampling_options(temperature: float | None, top_p: float, seed: int | None, best_of: int,
                      low: str, high: str):
     """Validated sampling options (low and high: MIDI numbers or note names); MusicError with
     a one-line message if any is out of range."""

@@ -1,4 +1,5 @@
-"""The commands that build models: ingest a corpus, train, evaluate (torch: the train extra)."""
+"""The commands that build models: ingest a corpus, train, evaluate (torch: the train extra),
+calibrate each tune type's sampling temperature."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sys
 
 import typer
 
+from .calibration import TEMPERATURES
 from .clicommon import USER_ERRORS, app, fail, need_torch
 
 
@@ -148,6 +150,63 @@ def train_command(
 
         result["index"] = str(build_index(Dataset.load(data), out))  # `composer similar`'s
         typer.echo(json.dumps(result) if as_json else _trained(result))
+
+
+def _temperatures(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of numbers such as 0.8,0.9,1.0") from None
+    if not values or not all(0 < t <= 10 for t in values):
+        raise typer.BadParameter("temperatures must be numbers above 0 and at most 10")
+    return values
+
+
+@app.command("calibrate")
+def calibrate_command(
+    model_dir: str = typer.Argument(..., metavar="MODEL_DIR",
+                                    help="Model folder; its config.json gets the temperatures."),
+    data: str = typer.Option(..., "--data", help="Dataset file written by `composer ingest`."),
+    split: str = typer.Option("train", "--split", help="train, valid, test or all: the real "
+                              "tunes to compare with (keep test for the structure benchmark)."),
+    types: str = typer.Option(None, "--types", show_default="every type of the model",
+                              help="Comma-separated tune types."),
+    temperatures: str = typer.Option(None, "--temperatures", show_default=", ".join(
+                                         f"{t:g}" for t in TEMPERATURES),
+                                     help="Comma-separated temperatures to try."),
+    samples: int = typer.Option(200, "--samples", min=1, help="Tunes per type and temperature."),
+    seed: int = typer.Option(5000, "--seed", help="Seed of the first tune."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report only; leave config.json as it is."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Choose each tune type's sampling temperature: the one whose tunes repeat, echo and end
+    most like the real tunes of the type (see composer/calibration.py)."""
+    import json
+
+    from . import calibration
+    from .dataset import Dataset
+    from .modelfiles import CheckpointError
+    from .sample import Composer
+
+    try:
+        grid = _temperatures(temperatures) if temperatures else list(TEMPERATURES)
+    except typer.BadParameter as e:
+        raise fail(f"--temperatures: {e}") from None
+    if split not in ("test", "valid", "train", "all"):
+        raise fail(f"unknown split {split!r}; valid: train, valid, test, all")
+    try:
+        composer = Composer.load(model_dir)
+        ds = Dataset.load(data)
+        kinds = [composer.forms.check(t) for t in types.split(",")] if types else None
+        report = calibration.calibrate(composer, ds, split, kinds, grid, samples, seed,
+                                       progress=lambda m: typer.echo(m, err=True))
+        if not dry_run:
+            calibration.save(model_dir, report)
+    except (CheckpointError, *USER_ERRORS) as e:
+        raise fail(e) from None
+    typer.echo(json.dumps(report) if as_json else calibration.format_report(report))
+    if not dry_run:
+        typer.echo(f"wrote the temperatures into {model_dir}/config.json", err=True)
 
 
 _STOPS = {"epochs": "all epochs done", "early stop": "early stop: validation stopped improving",

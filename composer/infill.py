@@ -113,7 +113,7 @@ def _encoded(composer, tune: Melody) -> tuple:
     if [n.duration for n in tune.notes] != composer._ticks[enc.durations].tolist():
         raise MusicError("the tune has note lengths the model cannot write exactly; infill "
                          "keeps every other note as it is, so it needs them as they are")
-    return enc, meter, composer.choices.ids(meter, mode, style, kind)
+    return enc, meter, composer.choices.ids(meter, mode, style, kind), kind
 
 
 def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
@@ -121,7 +121,7 @@ def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
           ) -> tuple[Melody, tuple[int, int], tuple]:
     """The tune with bars first..last drawn anew; the notes [a, b) that are new; and the read
     of the notes before the gap (rhythm bits, pitch bits, the state after them, how many)."""
-    enc, meter, labels = _encoded(composer, tune)
+    enc, meter, labels, kind = _encoded(composer, tune)
     bar, start = meter.bar_ticks, enc.start
     total = tune_ticks(enc, composer.vocab)
     onsets = tune.onsets() + [total]
@@ -145,7 +145,8 @@ def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
     fixed = Fixed(enc.durations[i1:i2].astype(np.int64), enc.pitches[i1:i2].astype(np.int64),
                   np.array(onsets[i1:i2], np.int64))
     cands = fill_gap(state.select(rows), begin, plan, bar, composer._ticks, pitch_bias,
-                     opts.temperature, opts.top_p, seed, t1, fixed,
+                     composer.choices.temperature(opts.temperature, kind), opts.top_p, seed, t1,
+                     fixed,
                      None if tracker is None else tracker.select(rows),
                      lay.closes if reads_closes(composer.cfg) else None)
     drawn = [cands[i] for i in resample(cands, opts.best_of, seed + 1)]
@@ -159,7 +160,7 @@ def _composition(composer, tune: Melody, spans: list[tuple[int, int]], head: tup
                  count: int, alt: int) -> Composition:
     """The infilled tune with every note's surprisal: the notes before the first gap as read
     then (they have not changed), the rest read on from there."""
-    enc, meter, labels = _encoded(composer, tune)
+    enc, meter, labels, kind = _encoded(composer, tune)
     total = tune_ticks(enc, composer.vocab)
     n = len(enc.durations)
     head_rhythm, head_pitch, state, i0 = head

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .encoding import Vocab
 from .formplan import DEFAULT_BARS, TypeForms
+from .modelfiles import CheckpointError
 from .music import KEYS, Meter, MusicError, pitch_name
-from .requests import DEFAULT_METER, LIMITS, ComposeRequest
+from .requests import DEFAULT_METER, DEFAULT_TEMPERATURE, LIMITS, ComposeRequest
 from .tunetype import normalize_type
 
 
@@ -34,6 +35,7 @@ class ModelChoices:
         self.label_keys = label_keys  # the order the model reads its labels in
         self.default_style = default_style(config, vocab)
         self.forms = TypeForms(list(vocab.types), (config.get("data") or {}).get("forms") or {})
+        self.temperatures = type_temperatures(config, vocab)
 
     def options(self) -> dict:
         """Valid values, limits and defaults, for a CLI, an API or a form."""
@@ -48,11 +50,13 @@ class ModelChoices:
             "style_names": {s: style_name(s) for s in v.styles},
             "limits": {k: {"min": a, "max": b} for k, (a, b) in LIMITS.items()},
             "types": list(v.types),
-            "forms": {t: {k: u[k] for k in ("meter", "form", "part_bars", "pickup", "style") if k in u}
+            "forms": {t: {**{k: u[k] for k in ("meter", "form", "part_bars", "pickup", "style")
+                             if k in u}, "temperature": self.temperature(None, t)}
                       for t in v.types for u in [self.forms.usual(t)]},
             "defaults": {"bars": DEFAULT_BARS, "meter": meter, "key": d.key, "mode": mode,
                          "style": self.default_style, "tempo": d.tempo,
-                         "temperature": s.temperature, "top_p": s.top_p, "best_of": s.best_of,
+                         "temperature": DEFAULT_TEMPERATURE, "top_p": s.top_p,
+                         "best_of": s.best_of,
                          "low": s.low, "high": s.high},
         }
 
@@ -100,6 +104,13 @@ class ModelChoices:
                "style": v.label_id("style", style), "type": v.label_id("type", tune_type)}
         return tuple(ids[k] for k in self.label_keys)
 
+    def temperature(self, asked: float | None, tune_type: str) -> float:
+        """The temperature to draw a tune of this type with: the one asked, else the model's
+        for the type, else DEFAULT_TEMPERATURE."""
+        if asked is not None:
+            return float(asked)
+        return float(self.temperatures.get(tune_type, DEFAULT_TEMPERATURE))
+
     def tune_type(self, given: str | None, written: str, meter: Meter) -> str:
         """The type asked for, else the one a file names (R:) if the model knows it, else the
         usual type of the meter."""
@@ -120,6 +131,19 @@ def default_style(config: dict, vocab: Vocab) -> str:
     return vocab.styles[0]
 
 
+def type_temperatures(config: dict, vocab: Vocab) -> dict[str, float]:
+    """Each tune type's sampling temperature, as `composer calibrate` chose it (none: every
+    type draws at DEFAULT_TEMPERATURE)."""
+    given = (config.get("sampling") or {}).get("temperature") or {}
+    t0, t1 = LIMITS["temperature"]
+    if not isinstance(given, dict) or not all(
+            k in vocab.types and type(t) in (int, float) and t0 < t <= t1 for k, t in given.items()):
+        raise CheckpointError("the model's config.json has an invalid sampling section: "
+                              "temperatures must be numbers in "
+                              f"({t0:g}, {t1:g}] for the model's tune types")
+    return {k: float(t) for k, t in given.items()}
+
+
 MAX_TITLE = 120  # characters of a title given with the request
 
 
@@ -131,7 +155,7 @@ def tune_title(tune_type: str, key: str, mode: str) -> str:
 
 def model_facts(name: str, cfg, config: dict, choices: ModelChoices) -> dict:
     """What a model is and what it can be asked for (`composer info`): its network, size,
-    labels, keys, pitch range and validation figure."""
+    labels, each type's sampling temperature, keys, pitch range and validation figure."""
     v, o = choices.vocab, choices.options()
     metrics = config.get("metrics") or {}
     low, high = v.pitch_low, v.pitch_high
@@ -142,7 +166,9 @@ def model_facts(name: str, cfg, config: dict, choices: ModelChoices) -> dict:
         "parameters": f"{config.get('params', 0):,}",
         "styles": [f"{s} ({STYLE_NAMES[s]})" if s in STYLE_NAMES else s for s in v.styles],
         "default style": choices.default_style,
-        "tune types": list(v.types), "meters": list(v.meters), "modes": list(v.modes),
+        "tune types": list(v.types),
+        "temperature": [f"{t} {choices.temperature(None, t):g}" for t in v.types],
+        "meters": list(v.meters), "modes": list(v.modes),
         "keys": o["keys"],
         "pitch range": f"{pitch_name(low)}..{pitch_name(high)} ({low}..{high}) at tonic C, "
                        "moved to the key asked for",

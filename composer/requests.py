@@ -9,6 +9,10 @@ from .music import Melody, MusicError, pitch_name
 
 DEFAULT_METER = "4/4"  # of a tune whose type says none
 
+# The temperature of a tune type the model was not calibrated for (`composer calibrate`): a little
+# sharper than the corpus, so that tunes repeat and cadence more.
+DEFAULT_TEMPERATURE = 0.9
+
 LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature": (0.0, 10.0),
           "top_p": (0.0, 1.0), "pitch": (0, 127), "tempo": (1.0, 1000.0)}
 
@@ -16,11 +20,10 @@ LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature"
 @dataclass
 class SamplingOptions:
     """How to draw notes: temperature and nucleus mass apply to both networks; low/high bound the
-    MIDI pitches of the output (in the output key); seed None draws a fresh one."""
+    MIDI pitches of the output (in the output key); seed None draws a fresh one; temperature
+    None takes the model's for the tune type (ModelChoices.temperature)."""
 
-    # 0.9 rather than 1: a little sharper than the corpus, the tunes repeat and cadence more
-    # (the structure benchmark's figures in the model card are at this default)
-    temperature: float = 0.9
+    temperature: float | None = None
     top_p: float = 0.95
     seed: int | None = None
     best_of: int = 1
@@ -33,7 +36,8 @@ class SamplingOptions:
 
     def validate(self) -> None:
         t0, t1 = LIMITS["temperature"]
-        if not (isinstance(self.temperature, (int, float)) and t0 < self.temperature <= t1):
+        if self.temperature is not None and not (
+                isinstance(self.temperature, (int, float)) and t0 < self.temperature <= t1):
             raise MusicError(f"temperature must be > {t0:g} and <= {t1:g}, got {self.temperature}",
                              field="temperature")
         if not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):

@@ -87,6 +87,8 @@ def test_options_lists_choices_limits_and_defaults(options):
     # Every style has a name to show; one that is not a known collection shows its id.
     assert set(options["style_names"]) == set(options["styles"])
     assert all(isinstance(n, str) and n for n in options["style_names"].values())
+    # Each type draws at its own temperature; the tiny model was never calibrated, so at the default.
+    assert {u["temperature"] for u in options["forms"].values()} == {options["defaults"]["temperature"]}
 
 
 def test_the_request_schema_has_the_limits_that_options_advertise(client, options):

@@ -12,6 +12,7 @@ import pytest
 
 from composer.formats import read_melody, to_midi_bytes
 from composer.music import Melody, Meter, Note
+from composer.requests import DEFAULT_TEMPERATURE
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -29,17 +30,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+JIG_TEMPERATURE = 1.25  # the served model's jigs draw at this (as `composer calibrate` writes)
+
+
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    """A real uvicorn server on loopback, in a thread of this process."""
+def server(tiny_model_dir, tmp_path_factory):
+    """A real uvicorn server on loopback, in a thread of this process, serving the tiny model
+    with a temperature of its own for jigs."""
+    import json
+    import shutil
+
     import uvicorn
 
     from composer.api import create_app
-
-    port = free_port()
     from composer.httpguard import Access
 
-    app = create_app(tiny_model_dir, workers=2, access=Access.for_server("127.0.0.1", [], []))
+    model = tmp_path_factory.mktemp("served") / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["sampling"] = {"temperature": {"jig": JIG_TEMPERATURE}}
+    (model / "config.json").write_text(json.dumps(config))
+    port = free_port()
+    app = create_app(str(model), workers=2, access=Access.for_server("127.0.0.1", [], []))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -233,6 +245,28 @@ def test_options_drive_the_controls(server, browser):
     page.wait_for_selector("#error:not([hidden])")
     assert "bars" in page.text_content("#error")
     assert page.get_attribute("#bars", "aria-invalid") == "true"
+
+
+def test_the_temperature_is_the_types_until_the_user_moves_it(server, browser):
+    page = browser.new_page()
+    page.goto(server + "/")
+    wait_until(page, "document.querySelector('#type').options.length > 1")
+    page.select_option("#type", "jig")
+    assert float(page.input_value("#temperature")) == JIG_TEMPERATURE
+    assert page.text_content("#temperature-out") == f"{JIG_TEMPERATURE:.2f}"
+    with page.expect_request("**/api/compose?*") as req:
+        page.click("#go")
+    assert "temperature" not in req.value.post_data_json  # the server draws at the type's
+    page.select_option("#type", "")
+    assert float(page.input_value("#temperature")) == DEFAULT_TEMPERATURE
+    page.fill("#temperature", "0.7")
+    page.dispatch_event("#temperature", "input")
+    page.select_option("#type", "jig")
+    assert float(page.input_value("#temperature")) == 0.7  # the user's choice stays
+    page.wait_for_selector("#go:not([disabled])")
+    with page.expect_request("**/api/compose?*") as req:
+        page.click("#go")
+    assert req.value.post_data_json["temperature"] == 0.7
 
 
 def test_a_type_and_form_give_repeats_in_the_notation_and_the_player(server, browser):

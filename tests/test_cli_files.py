@@ -11,6 +11,7 @@ import stat
 import pytest
 
 from composer import corpus
+from composer.requests import DEFAULT_TEMPERATURE
 from composer.train import TrainConfig, train
 from conftest import build_dataset, cli_fails, cli_ok, make_tunes
 
@@ -137,6 +138,8 @@ def test_info_names_the_model_and_what_it_can_be_asked(tiny_model_dir):
     facts = json.loads(cli_ok(["info", "--model", tiny_model_dir, "--json"]).stdout)
     assert facts["meters"] and facts["modes"] and facts["styles"] and facts["keys"]
     assert "parameters" in facts and "pitch range" in facts
+    # each type's sampling temperature (an uncalibrated model: the default for every type)
+    assert facts["temperature"] == [f"{t} {DEFAULT_TEMPERATURE:g}" for t in facts["tune types"]]
     text = cli_ok(["info"]).stdout  # the shipped model
     assert "oneills1850 (O'Neill's Music of Ireland (1850))" in text
     assert "validation: " in text and "bits/note" in text

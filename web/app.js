@@ -14,6 +14,7 @@ const state = Object.seal({  // sealed: a property not declared here cannot be s
   playing: null,        // {ctx, master, t0, spq, raf}
   current: -1,          // index of the note being played
   layout: null,         // piano-roll geometry for hit testing
+  temperatureSet: false,  // the user moved the temperature (else the server takes the type's)
 });
 
 // ---------------------------------------------------------------- API -----------------------
@@ -94,7 +95,11 @@ async function loadOptions() {
   const t = limit("temperature");  // a temperature must be above its minimum: one step above
   $("temperature").min = t.min + Number($("temperature").step);
   $("temperature").max = t.max;
-  $("temperature").value = d.temperature;
+  showTemperature(d.temperature);
+}
+
+function showTemperature(value) {
+  $("temperature").value = value;
   $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
 }
 
@@ -105,6 +110,8 @@ function typeChanged() {
   if (usual && usual.style && (state.options.styles || []).includes(usual.style)) $("style").value = usual.style;
   $("form-spec").placeholder = usual ? `${usual.form} (usual)` : "e.g. AABB";
   $("bars").disabled = Boolean($("type").value || $("form-spec").value.trim());
+  // until the user moves it, the slider shows the temperature the model draws the type with
+  if (!state.temperatureSet) showTemperature(usual ? usual.temperature : state.options.defaults.temperature);
 }
 
 function setTab(mode) {
@@ -119,7 +126,8 @@ function setTab(mode) {
 }
 
 function samplingFields() {
-  const f = { temperature: Number($("temperature").value) };
+  const f = {};
+  if (state.temperatureSet) f.temperature = Number($("temperature").value);
   const seed = $("seed").value.trim();
   if (seed !== "") f.seed = Number(seed);
   return f;
@@ -354,6 +362,7 @@ function wire() {
     run(state.mode);
   });
   $("temperature").addEventListener("input", () => {
+    state.temperatureSet = true;
     $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
   });
   $("play").addEventListener("click", () => (state.playing ? stop() : play()));
