@@ -5,7 +5,8 @@
 
 For each tune type, --samples tunes are composed with `--type TYPE` (the type's usual form and
 meter, or with --bars N through-composed in N bars; keys and modes taken in turn from the real
-tunes of that type) and measured on their written form beside the real tunes of the split (see
+tunes of that type; each type at the model's temperature for it unless --temperature is
+given) and measured on their written form beside the real tunes of the split (see
 composer.structure): tonic endings, bar repetition, recurring 8-note windows, phrase
 similarity, repeat signs and part-end cadences.
 "real, same form" restricts the real tunes to the generated meter and form. Every generated
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> dict:
         tonic = generated["tonic_ending"]
         rows.append({
             "type": kind, "meter": meter, "form": form,
+            "temperature": composer.choices.temperature(args.temperature, kind),
             "generated": generated, "real": summarize(real), "real_same_form": summarize(same),
             "tonic_ending_ci95": 1.96 * math.sqrt(tonic * (1 - tonic) / len(comps)),
             "near_copies": sum(s >= NEAR_COPY for _, s in nearest) / len(nearest),
@@ -86,7 +88,8 @@ def table(report: dict) -> str:
     lines.append(head)
     for r in report["rows"]:
         g, real, same = r["generated"], r["real"], r["real_same_form"]
-        label = f"{r['type']} ({r['meter']} {r['form']}; {int(real['tunes'])} real, {int(same['tunes'])} same form)"
+        label = (f"{r['type']} ({r['meter']} {r['form']}; {int(real['tunes'])} real, "
+                 f"{int(same['tunes'])} same form; temperature {r['temperature']:g})")
         lines.append(label)
         for k in MEASURES:
             ratio = g[k] / real[k] if real[k] else float("nan")

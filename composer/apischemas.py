@@ -248,8 +248,9 @@ def resolve_request(body: ComposeBody, options: dict[str, Any], new_tune: bool =
         pickup = quarters_to_ticks(given["pickup"]) if "pickup" in given else None
     except MusicError as e:
         raise APIError(422, str(e), "pickup") from None
-    sampling = SamplingOptions(**{k: d[k] for k in ("temperature", "top_p", "seed", "best_of")
-                                  if k in d})
+    # unsent, the temperature is the tune type's (the model's), not one default for all
+    sampling = SamplingOptions(**{k: d[k] for k in ("top_p", "seed", "best_of") if k in d},
+                               temperature=given.get("temperature"))
     return ComposeRequest(**{k: d[k] for k in ("bars", "meter", "key", "mode", "style", "tempo")
                              if k in d}, sampling=sampling, tune_type=d.get("type"),
                           form=d.get("form"), endings=d.get("endings"),

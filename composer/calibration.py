@@ -10,7 +10,8 @@ The split should not be the one the structure benchmark reports on (test). The d
 train: it holds the most tunes of each type (the valid split of the folk corpus holds 27 reels
 and 20 hornpipes, whose form figures differ from the train split's by up to a fifth), and only
 form figures are compared, which a model does not learn tune by tune.
-A type with fewer than MIN_REAL real tunes in the split keeps DEFAULT_TEMPERATURE.
+A type with fewer than MIN_REAL real tunes in the split is not calibrated: it keeps the
+temperature an earlier calibration gave it, else DEFAULT_TEMPERATURE.
 `save` writes the choice into the model folder's config.json ("sampling"), which
 `ModelChoices.temperature` reads; a temperature the caller asks for always wins.
 """
@@ -23,12 +24,12 @@ from typing import Callable, Sequence
 
 from .dataset import Dataset
 from .encoding import decode
-from .modelfiles import CONFIG, read_json, write_json
+from .modelfiles import CONFIG, CheckpointError, read_json, write_json
 from .music import Melody, key_spelling
-from .requests import DEFAULT_TEMPERATURE, ComposeRequest, SamplingOptions
+from .requests import (CALIBRATION_TEMPERATURES, DEFAULT_TEMPERATURE, ComposeRequest,
+                       SamplingOptions)
 from .structure import summarize
 
-TEMPERATURES = (0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05)
 MIN_REAL = 20  # real tunes of a type in the split, below which its figures are too noisy
 REPETITION = ("bar_repeat", "window_recur", "phrase_sim")
 
@@ -67,7 +68,7 @@ def form_distance(generated: dict, real: dict) -> float:
 
 
 def calibrate(composer, ds: Dataset, split: str = "train", types: Sequence[str] | None = None,
-              temperatures: Sequence[float] = TEMPERATURES, samples: int = 200, seed: int = 5000,
+              temperatures: Sequence[float] = CALIBRATION_TEMPERATURES, samples: int = 200, seed: int = 5000,
               progress: Callable[[str], None] | None = None) -> dict:
     """Each type's best temperature (`form_distance` to the split's real tunes of the type),
     with every figure behind the choice."""
@@ -90,15 +91,21 @@ def calibrate(composer, ds: Dataset, split: str = "train", types: Sequence[str] 
                                                 abs(r["temperature"] - DEFAULT_TEMPERATURE)))
         chosen[kind] = row["temperature"] = best["temperature"]
     return {"split": split, "samples": samples, "seed": seed, "temperatures": list(temperatures),
-            "min_real": MIN_REAL, "chosen": chosen, "rows": rows}
+            "min_real": MIN_REAL, "chosen": chosen, "rows": rows,
+            "weights_sha256": composer.config.get("weights_sha256")}
 
 
 def save(model_dir: str | Path, report: dict) -> None:
     """Write the chosen temperatures into the model folder's config.json (atomically), with
-    how they were chosen; types not chosen draw at DEFAULT_TEMPERATURE."""
+    how they were chosen. Types calibrated before and not chosen now keep their temperature;
+    the others draw at DEFAULT_TEMPERATURE. Refused if the weights changed meanwhile."""
     path = Path(model_dir) / CONFIG
     config = read_json(path)
-    config["sampling"] = {"temperature": dict(report["chosen"]),
+    if config.get("weights_sha256") != report["weights_sha256"]:
+        raise CheckpointError(f"{path}: the model's weights changed while it was calibrated; "
+                              "run `composer calibrate` again")
+    before = config.get("sampling", {}).get("temperature", {})
+    config["sampling"] = {"temperature": {**before, **report["chosen"]},
                           "calibrated": {k: report[k] for k in ("split", "samples", "seed",
                                                                 "temperatures")}}
     write_json(path, config)
@@ -113,7 +120,7 @@ def format_report(report: dict) -> str:
     for row in report["rows"]:
         if not row["tried"]:
             lines.append(f"{row['type']}: {row['real_tunes']} real tunes (fewer than "
-                         f"{report['min_real']}): {DEFAULT_TEMPERATURE:g}")
+                         f"{report['min_real']}): not calibrated, keeps its temperature")
             continue
         real = row["real"]
         lines.append(f"{row['type']} ({row['real_tunes']} real; tonic {real['tonic_ending']:.3f})")

@@ -24,7 +24,7 @@ def infill_command(
     count: int = typer.Option(1, "--count", "-n", help="Versions to write (1..8)."),
     candidates: int = typer.Option(128, "--candidates", help="Candidates drawn for each gap and "
                                    "weighed by how well they lead into the bars after it."),
-    temperature: float = TEMPERATURE_OPTION,
+    temperature: float | None = TEMPERATURE_OPTION,
     top_p: float = TOP_P_OPTION,
     seed: int = SEED_OPTION,
     best_of: int = BEST_OF_OPTION,

@@ -7,8 +7,8 @@ import sys
 
 import typer
 
-from .calibration import TEMPERATURES
 from .clicommon import USER_ERRORS, app, fail, need_torch
+from .requests import CALIBRATION_TEMPERATURES
 
 
 @app.command("ingest")
@@ -172,7 +172,7 @@ def calibrate_command(
     types: str = typer.Option(None, "--types", show_default="every type of the model",
                               help="Comma-separated tune types."),
     temperatures: str = typer.Option(None, "--temperatures", show_default=", ".join(
-                                         f"{t:g}" for t in TEMPERATURES),
+                                         f"{t:g}" for t in CALIBRATION_TEMPERATURES),
                                      help="Comma-separated temperatures to try."),
     samples: int = typer.Option(200, "--samples", min=1, help="Tunes per type and temperature."),
     seed: int = typer.Option(5000, "--seed", help="Seed of the first tune."),
@@ -189,15 +189,14 @@ def calibrate_command(
     from .sample import Composer
 
     try:
-        grid = _temperatures(temperatures) if temperatures else list(TEMPERATURES)
+        grid = _temperatures(temperatures) if temperatures else list(CALIBRATION_TEMPERATURES)
     except typer.BadParameter as e:
         raise fail(f"--temperatures: {e}") from None
-    if split not in ("test", "valid", "train", "all"):
-        raise fail(f"unknown split {split!r}; valid: train, valid, test, all")
     try:
         composer = Composer.load(model_dir)
         ds = Dataset.load(data)
-        kinds = [composer.forms.check(t) for t in types.split(",")] if types else None
+        ds.indices(split)  # an unknown split, before any work
+        kinds = [t.strip() for t in types.split(",")] if types else None
         report = calibration.calibrate(composer, ds, split, kinds, grid, samples, seed,
                                        progress=lambda m: typer.echo(m, err=True))
         if not dry_run:

@@ -160,7 +160,7 @@ def _composition(composer, tune: Melody, spans: list[tuple[int, int]], head: tup
                  count: int, alt: int) -> Composition:
     """The infilled tune with every note's surprisal: the notes before the first gap as read
     then (they have not changed), the rest read on from there."""
-    enc, meter, labels, kind = _encoded(composer, tune)
+    enc, meter, labels, _ = _encoded(composer, tune)
     total = tune_ticks(enc, composer.vocab)
     n = len(enc.durations)
     head_rhythm, head_pitch, state, i0 = head

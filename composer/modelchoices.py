@@ -134,7 +134,8 @@ def default_style(config: dict, vocab: Vocab) -> str:
 def type_temperatures(config: dict, vocab: Vocab) -> dict[str, float]:
     """Each tune type's sampling temperature, as `composer calibrate` chose it (none: every
     type draws at DEFAULT_TEMPERATURE)."""
-    given = (config.get("sampling") or {}).get("temperature") or {}
+    sampling = config.get("sampling", {})
+    given = sampling.get("temperature", {}) if isinstance(sampling, dict) else None
     t0, t1 = LIMITS["temperature"]
     if not isinstance(given, dict) or not all(
             k in vocab.types and type(t) in (int, float) and t0 < t <= t1 for k, t in given.items()):
@@ -167,7 +168,7 @@ def model_facts(name: str, cfg, config: dict, choices: ModelChoices) -> dict:
         "styles": [f"{s} ({STYLE_NAMES[s]})" if s in STYLE_NAMES else s for s in v.styles],
         "default style": choices.default_style,
         "tune types": list(v.types),
-        "temperature": [f"{t} {choices.temperature(None, t):g}" for t in v.types],
+        "temperatures": [f"{t} {choices.temperature(None, t):g}" for t in v.types],
         "meters": list(v.meters), "modes": list(v.modes),
         "keys": o["keys"],
         "pitch range": f"{pitch_name(low)}..{pitch_name(high)} ({low}..{high}) at tonic C, "

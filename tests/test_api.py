@@ -487,3 +487,33 @@ def test_continue_an_a_part_to_a_form(client):
     bad = client.post("/api/continue", files={"file": ("a.abc", a_part, "text/plain")},
                       data={"form": "A1"})
     assert_error(bad, 422, "form")
+
+
+def test_a_request_without_a_temperature_draws_at_the_tune_types(tiny_model_dir, tmp_path):
+    """compose, continue and infill: no temperature sent is the type's (the model's config),
+    one sent is that one."""
+    import json
+    import shutil
+
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["sampling"] = {"temperature": {"jig": 2.5}}
+    (model / "config.json").write_text(json.dumps(config))
+    a_part = b"X:1\nT:A part\nR:jig\nM:6/8\nL:1/8\nK:D\n|:DEF GAB|A3 d3|FED EFA|d3 d3:|\n"
+
+    def notes(c, endpoint, **fields):
+        if endpoint == "compose":
+            r = c.post("/api/compose", json={"type": "jig", "seed": 3, **fields})
+        else:
+            extra = {"bars": "2-3"} if endpoint == "infill" else {"bars": "4"}
+            r = c.post(f"/api/{endpoint}", files={"file": ("a.abc", a_part, "text/plain")},
+                       data={"seed": "3", **extra, **{k: str(v) for k, v in fields.items()}})
+        assert r.status_code == 200, r.text
+        return [(n["pitch"], n["duration"]) for n in r.json()["notes"]]
+
+    with TestClient(create_app(str(model), workers=1)) as c:
+        assert c.get("/api/options").json()["forms"]["jig"]["temperature"] == 2.5
+        for endpoint in ("compose", "continue", "infill"):
+            assert notes(c, endpoint) == notes(c, endpoint, temperature=2.5), endpoint
+            assert notes(c, endpoint) != notes(c, endpoint, temperature=0.9), endpoint

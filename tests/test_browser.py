@@ -257,7 +257,8 @@ def test_the_temperature_is_the_types_until_the_user_moves_it(server, browser):
     with page.expect_request("**/api/compose?*") as req:
         page.click("#go")
     assert "temperature" not in req.value.post_data_json  # the server draws at the type's
-    page.select_option("#type", "")
+    page.select_option("#type", "")  # the meter's usual type will decide
+    assert page.text_content("#temperature-out") == "auto"
     assert float(page.input_value("#temperature")) == DEFAULT_TEMPERATURE
     page.fill("#temperature", "0.7")
     page.dispatch_event("#temperature", "input")

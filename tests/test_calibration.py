@@ -65,6 +65,47 @@ def test_calibrate_keeps_the_temperature_whose_tunes_are_formed_most_like_real(m
     assert reloaded.options()["forms"]["jig"]["temperature"] == best
 
 
+def test_calibrate_keeps_the_temperature_whose_tunes_are_formed_like_the_real_ones(
+        model_copy, tiny_dataset_path, monkeypatch):
+    """At 1.3 the 'composed' tunes are the real ones themselves (distance 0); at 0.7 and 2.0
+    they are one bar over and over, or every note new."""
+    from dataclasses import replace
+
+    from composer import calibration
+    from composer.music import Note
+
+    def compose_like(composer, real, kind, samples, seed, sampling):
+        t = sampling["temperature"]
+        if t == 1.3:
+            return list(real)
+        if t == 0.7:
+            return [replace(m, notes=[Note(60 + 7 * (i % 2), n.duration)
+                                      for i, n in enumerate(m.notes)]) for m in real]
+        return [replace(m, notes=[Note(48 + (5 * i) % 37, n.duration)
+                                  for i, n in enumerate(m.notes)]) for m in real]
+
+    monkeypatch.setattr(calibration, "compose_like", compose_like)
+    report = calibrate(Composer.load(model_copy), Dataset.load(tiny_dataset_path), split="all",
+                       types=["jig", "reel"], temperatures=(0.7, 1.3, 2.0), samples=4)
+    assert report["chosen"] == {"jig": 1.3, "reel": 1.3}
+    for row in report["rows"]:
+        distances = {t["temperature"]: t["distance"] for t in row["tried"]}
+        assert distances[1.3] == 0.0 and min(distances[0.7], distances[2.0]) > 0.1
+
+
+def test_calibrating_again_keeps_the_other_types_and_refuses_changed_weights(model_copy):
+    report = {"chosen": {"jig": 1.1}, "split": "train", "samples": 3, "seed": 1,
+              "temperatures": [1.1],
+              "weights_sha256": json.loads((model_copy / "config.json").read_text())["weights_sha256"]}
+    save(model_copy, report)
+    save(model_copy, {**report, "chosen": {"reel": 0.8}})
+    config = json.loads((model_copy / "config.json").read_text())
+    assert config["sampling"]["temperature"] == {"jig": 1.1, "reel": 0.8}
+    with pytest.raises(CheckpointError, match="weights changed"):
+        save(model_copy, {**report, "weights_sha256": "0" * 64})
+    assert json.loads((model_copy / "config.json").read_text()) == config
+
+
 def test_a_type_draws_at_its_temperature_unless_one_is_asked(model_copy):
     config = json.loads((model_copy / "config.json").read_text())
     config["sampling"] = {"temperature": {"jig": 2.5}}
@@ -79,7 +120,8 @@ def test_a_type_draws_at_its_temperature_unless_one_is_asked(model_copy):
 
 
 @pytest.mark.parametrize("section", [{"temperature": {"jig": 0}}, {"temperature": {"jig": "hot"}},
-                                     {"temperature": {"polka": 1.0}}, {"temperature": [1.0]}])
+                                     {"temperature": {"polka": 1.0}}, {"temperature": [1.0]},
+                                     {"temperature": 0}, "hot", [1.0]])
 def test_a_bad_sampling_section_is_refused_in_words(model_copy, section):
     config = json.loads((model_copy / "config.json").read_text())
     config["sampling"] = section

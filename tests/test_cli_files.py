@@ -139,7 +139,7 @@ def test_info_names_the_model_and_what_it_can_be_asked(tiny_model_dir):
     assert facts["meters"] and facts["modes"] and facts["styles"] and facts["keys"]
     assert "parameters" in facts and "pitch range" in facts
     # each type's sampling temperature (an uncalibrated model: the default for every type)
-    assert facts["temperature"] == [f"{t} {DEFAULT_TEMPERATURE:g}" for t in facts["tune types"]]
+    assert facts["temperatures"] == [f"{t} {DEFAULT_TEMPERATURE:g}" for t in facts["tune types"]]
     text = cli_ok(["info"]).stdout  # the shipped model
     assert "oneills1850 (O'Neill's Music of Ireland (1850))" in text
     assert "validation: " in text and "bits/note" in text

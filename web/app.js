@@ -95,12 +95,16 @@ async function loadOptions() {
   const t = limit("temperature");  // a temperature must be above its minimum: one step above
   $("temperature").min = t.min + Number($("temperature").step);
   $("temperature").max = t.max;
-  showTemperature(d.temperature);
+  autoTemperature();
 }
 
-function showTemperature(value) {
-  $("temperature").value = value;
-  $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
+// Until the user moves the slider, no temperature is sent and the server draws at the tune
+// type's: the slider shows the chosen type's, or "auto" where the meter's usual type or the
+// uploaded tune's type decides.
+function autoTemperature() {
+  const usual = (state.options.forms || {})[$("type").value];
+  $("temperature").value = usual ? usual.temperature : state.options.defaults.temperature;
+  $("temperature-out").textContent = usual ? Number($("temperature").value).toFixed(2) : "auto";
 }
 
 // A type brings its usual meter, style and form; with a type or a form, the form sets the bars.
@@ -110,8 +114,7 @@ function typeChanged() {
   if (usual && usual.style && (state.options.styles || []).includes(usual.style)) $("style").value = usual.style;
   $("form-spec").placeholder = usual ? `${usual.form} (usual)` : "e.g. AABB";
   $("bars").disabled = Boolean($("type").value || $("form-spec").value.trim());
-  // until the user moves it, the slider shows the temperature the model draws the type with
-  if (!state.temperatureSet) showTemperature(usual ? usual.temperature : state.options.defaults.temperature);
+  if (!state.temperatureSet) autoTemperature();
 }
 
 function setTab(mode) {
