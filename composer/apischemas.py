@@ -181,6 +181,8 @@ class Tune(BaseModel):
     surprisal: list[dict[str, float | None]]
     bits_per_note: float | None
     seed: int
+    temperature: float | None = Field(None, description="the sampling temperature of the new "
+                                      "notes (the tune type's unless one was asked)")
     fragment_notes: int = 0
     new_notes: list[list[int]] = Field(default_factory=list, description="an infill: the spans "
                                        "[a, b) of written notes the model wrote")

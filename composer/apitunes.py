@@ -68,7 +68,7 @@ def composition_json(comp: Composition, renderer: NotationRenderer, width: int |
     new = comp.new_notes or ([(comp.fragment_notes, n)] if 0 < comp.fragment_notes < n else [])
     out = tune_json(comp.melody, comp.surprisal, comp.bits_per_note, renderer, new, width)
     nearest = index.nearest(comp.melody, 1) if index is not None else []
-    out.update(seed=comp.seed, fragment_notes=comp.fragment_notes,
+    out.update(seed=comp.seed, temperature=comp.temperature, fragment_notes=comp.fragment_notes,
                new_notes=[list(s) for s in comp.new_notes],
                nearest=nearest[0].to_dict() if nearest else None)
     return out

@@ -88,6 +88,8 @@ def infill(composer, melody: Melody, bars: list[tuple[int, int]],
     if not melody.notes:
         raise MusicError("the tune has no notes")
     bars = check_ranges(bars, tune_bars(melody))
+    kind = composer._fragment(melody, None, None)[4]
+    opts = replace(opts, temperature=composer.choices.temperature(opts.temperature, kind))
     seed = opts.seed_or_new()
     out = []
     for alt in range(count):
@@ -99,7 +101,7 @@ def infill(composer, melody: Melody, bars: list[tuple[int, int]],
                                      gap_seed)
             spans.append(span)
             head = head or read
-        out.append(_composition(composer, tune, spans, head, seed, count, alt))
+        out.append(_composition(composer, tune, spans, head, opts, seed, count, alt))
     return out
 
 
@@ -113,7 +115,7 @@ def _encoded(composer, tune: Melody) -> tuple:
     if [n.duration for n in tune.notes] != composer._ticks[enc.durations].tolist():
         raise MusicError("the tune has note lengths the model cannot write exactly; infill "
                          "keeps every other note as it is, so it needs them as they are")
-    return enc, meter, composer.choices.ids(meter, mode, style, kind), kind
+    return enc, meter, composer.choices.ids(meter, mode, style, kind)
 
 
 def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
@@ -121,7 +123,7 @@ def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
           ) -> tuple[Melody, tuple[int, int], tuple]:
     """The tune with bars first..last drawn anew; the notes [a, b) that are new; and the read
     of the notes before the gap (rhythm bits, pitch bits, the state after them, how many)."""
-    enc, meter, labels, kind = _encoded(composer, tune)
+    enc, meter, labels = _encoded(composer, tune)
     bar, start = meter.bar_ticks, enc.start
     total = tune_ticks(enc, composer.vocab)
     onsets = tune.onsets() + [total]
@@ -145,8 +147,7 @@ def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
     fixed = Fixed(enc.durations[i1:i2].astype(np.int64), enc.pitches[i1:i2].astype(np.int64),
                   np.array(onsets[i1:i2], np.int64))
     cands = fill_gap(state.select(rows), begin, plan, bar, composer._ticks, pitch_bias,
-                     composer.choices.temperature(opts.temperature, kind), opts.top_p, seed, t1,
-                     fixed,
+                     opts.temperature, opts.top_p, seed, t1, fixed,
                      None if tracker is None else tracker.select(rows),
                      lay.closes if reads_closes(composer.cfg) else None)
     drawn = [cands[i] for i in resample(cands, opts.best_of, seed + 1)]
@@ -156,11 +157,11 @@ def _fill(composer, tune: Melody, first: int, last: int, later: int | None,
     return replace(tune, notes=notes), (i0, i0 + len(new)), (rhythm, pitch, state, i0)
 
 
-def _composition(composer, tune: Melody, spans: list[tuple[int, int]], head: tuple, seed: int,
-                 count: int, alt: int) -> Composition:
+def _composition(composer, tune: Melody, spans: list[tuple[int, int]], head: tuple,
+                 opts: SamplingOptions, seed: int, count: int, alt: int) -> Composition:
     """The infilled tune with every note's surprisal: the notes before the first gap as read
     then (they have not changed), the rest read on from there."""
-    enc, meter, labels, _ = _encoded(composer, tune)
+    enc, meter, labels = _encoded(composer, tune)
     total = tune_ticks(enc, composer.vocab)
     n = len(enc.durations)
     head_rhythm, head_pitch, state, i0 = head
@@ -172,4 +173,4 @@ def _composition(composer, tune: Melody, spans: list[tuple[int, int]], head: tup
     bits = (sum(r + p for r, p in surprisal) + float(rhythm[n])) / (n + 1)
     if count > 1:
         tune = replace(tune, title=f"{tune.title} ({alt + 1} of {count})"[:MAX_TITLE])
-    return Composition(tune, surprisal, bits, seed, new_notes=spans)
+    return Composition(tune, surprisal, bits, seed, opts.temperature, new_notes=spans)

@@ -91,6 +91,7 @@ class Composition:
     surprisal: list[tuple[float, float]]
     bits_per_note: float
     seed: int
+    temperature: float | None = None  # the temperature the new notes were drawn at
     fragment_notes: int = 0  # a continuation: the leading notes that are the user's own
     new_notes: list[tuple[int, int]] = field(default_factory=list)  # an infill: [a, b) of each gap
 

@@ -193,7 +193,8 @@ class Composer:
             mel = Melody(notes=notes, meter=meter, tonic=tonic, mode=mode, pickup=pickup,
                          tempo=float(req.tempo), title=title, style=style, form=form,
                          tune_type=tune_type, tonic_name=key)
-            out.append(Composition(mel, surprisal, _per_note(surprisal, end_bits), seed))
+            out.append(Composition(mel, surprisal, _per_note(surprisal, end_bits), seed,
+                                   opts.temperature))
         return out
 
     def continue_melody(self, melody: Melody, bars: int = 8, keep_bars: int | None = None,
@@ -249,6 +250,7 @@ class Composer:
         frag_s = [(float(a), float(b)) for a, b in zip(frag_rhythm, frag_pitch)]
         mel = replace(frag, notes=list(frag.notes) + new, form=target, tune_type=kind)
         return Composition(mel, frag_s + surprisal, _per_note(frag_s + surprisal, end_bits), seed,
+                           opts.temperature,
                            fragment_notes=len(frag.notes))
 
     def infill(self, melody: Melody, bars: list[tuple[int, int]],

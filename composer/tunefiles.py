@@ -64,18 +64,19 @@ def check_output(out: str, count: int) -> None:
 
 def write_output(comps: list[Composition], out: str) -> tuple[list[Path], str | None]:
     """Save compositions by OUT's suffix; '-' returns ABC text to print instead. .json files carry
-    the per-note surprisal, bits/note (notes + END, as `score` reports it) and the seed."""
+    the per-note surprisal, bits/note (notes + END, as `score` reports it), the seed and the
+    temperature."""
     melodies = [c.melody for c in comps]
     if out == "-":
         return [], to_abc(melodies)
     extra = [{"bits_per_note": round(c.bits_per_note, 4), "seed": c.seed,
-              "fragment_notes": c.fragment_notes} for c in comps]
+              "temperature": c.temperature, "fragment_notes": c.fragment_notes} for c in comps]
     return save(melodies, Path(out), surprisal=[c.surprisal for c in comps], extra=extra), None
 
 
 def report_line(comps: list[Composition], written: list[Path]) -> str:
     """One line for the terminal: what was written (the type and style it was composed in),
-    the seed and bits/note; many files are summarised by their first and last."""
+    the seed, temperature and bits/note; many files are summarised by their first and last."""
     bits = [c.bits_per_note for c in comps]
     if len(written) > 4:
         where = f"{len(written)} files, {written[0]} .. {written[-1]}"
@@ -88,7 +89,9 @@ def report_line(comps: list[Composition], written: list[Path]) -> str:
     m = comps[0].melody
     about = [m.tune_type if m.tune_type not in ("", "other") else "", m.style and f"style {m.style}"]
     about = ", ".join(x for x in about if x)
-    return f"wrote {where} ({about + '; ' if about else ''}seed {comps[0].seed}; {said})"
+    drawn = f"seed {comps[0].seed}" + (f", temperature {comps[0].temperature:g}"
+                                       if comps[0].temperature is not None else "")
+    return f"wrote {where} ({about + '; ' if about else ''}{drawn}; {said})"
 
 
 def known_tunes(model_dir: str | None, required: bool = False):

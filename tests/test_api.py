@@ -503,6 +503,7 @@ def test_a_request_without_a_temperature_draws_at_the_tune_types(tiny_model_dir,
     a_part = b"X:1\nT:A part\nR:jig\nM:6/8\nL:1/8\nK:D\n|:DEF GAB|A3 d3|FED EFA|d3 d3:|\n"
 
     def notes(c, endpoint, **fields):
+        """The notes of the answer, after checking the temperature it says it drew at."""
         if endpoint == "compose":
             r = c.post("/api/compose", json={"type": "jig", "seed": 3, **fields})
         else:
@@ -510,6 +511,7 @@ def test_a_request_without_a_temperature_draws_at_the_tune_types(tiny_model_dir,
             r = c.post(f"/api/{endpoint}", files={"file": ("a.abc", a_part, "text/plain")},
                        data={"seed": "3", **extra, **{k: str(v) for k, v in fields.items()}})
         assert r.status_code == 200, r.text
+        assert r.json()["temperature"] == fields.get("temperature", 2.5)
         return [(n["pitch"], n["duration"]) for n in r.json()["notes"]]
 
     with TestClient(create_app(str(model), workers=1)) as c:

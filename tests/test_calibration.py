@@ -39,9 +39,12 @@ def model_copy(tiny_model_dir, tmp_path) -> Path:
 
 
 def _tune(composer: Composer, temperature: float | None) -> list:
+    """The notes of a seeded jig, after checking that it reports the temperature it drew at."""
     req = ComposeRequest(tune_type="jig", key="G",
                          sampling=SamplingOptions(seed=7, temperature=temperature))
-    return [(n.pitch, n.duration) for n in composer.compose(req).melody.notes]
+    comp = composer.compose(req)
+    assert comp.temperature == (temperature or composer.choices.temperature(None, "jig"))
+    return [(n.pitch, n.duration) for n in comp.melody.notes]
 
 
 def test_calibrate_keeps_the_temperature_whose_tunes_are_formed_most_like_real(model_copy,
@@ -141,6 +144,9 @@ def test_calibrate_command_writes_the_choice_and_dry_run_does_not(model_copy, ti
     assert (model_copy / "config.json").read_bytes() == before
     result = cli_ok(args)
     assert "jig" in result.stdout and "*" in result.stdout
+    # a jig composed now says, with its seed, the temperature it was drawn at
+    composed = cli_ok(["compose", "--model", model_copy, "--type", "jig", "--seed", 3, "-o", "-"])
+    assert f"seed 3, temperature {chosen:g};" in composed.stderr
     assert json.loads((model_copy / "config.json").read_text())["sampling"]["temperature"] == {"jig": chosen}
 
 

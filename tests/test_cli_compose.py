@@ -101,7 +101,7 @@ def test_same_arguments_and_seed_give_identical_bytes(tiny_model_dir, tmp_path, 
 
 def test_a_drawn_seed_is_reported_and_reproduces_the_tune(tiny_model_dir, tmp_path):
     result = _ok(["compose", "--model", tiny_model_dir, "--bars", 3, "-o", tmp_path / "a.abc"])
-    seed = int(result.stderr.split("seed ")[1].split(";")[0])
+    seed = int(re.search(r"seed (\d+), temperature ", result.stderr).group(1))
     _ok(["compose", "--model", tiny_model_dir, "--bars", 3, "--seed", seed,
          "-o", tmp_path / "b.abc"])
     assert (tmp_path / "a.abc").read_bytes() == (tmp_path / "b.abc").read_bytes()
