@@ -264,10 +264,18 @@ def test_the_temperature_is_the_types_until_the_user_moves_it(server, browser):
     page.dispatch_event("#temperature", "input")
     page.select_option("#type", "jig")
     assert float(page.input_value("#temperature")) == 0.7  # the user's choice stays
+    assert page.is_visible("#temperature-auto")
     page.wait_for_selector("#go:not([disabled])")
     with page.expect_request("**/api/compose?*") as req:
         page.click("#go")
     assert req.value.post_data_json["temperature"] == 0.7
+    page.click("#temperature-auto")  # back to the type's
+    assert float(page.input_value("#temperature")) == JIG_TEMPERATURE
+    assert page.is_hidden("#temperature-auto")
+    page.wait_for_selector("#go:not([disabled])")
+    with page.expect_request("**/api/compose?*") as req:
+        page.click("#go")
+    assert "temperature" not in req.value.post_data_json
 
 
 def test_a_type_and_form_give_repeats_in_the_notation_and_the_player(server, browser):

@@ -366,7 +366,13 @@ function wire() {
   });
   $("temperature").addEventListener("input", () => {
     state.temperatureSet = true;
+    $("temperature-auto").hidden = false;
     $("temperature-out").textContent = Number($("temperature").value).toFixed(2);
+  });
+  $("temperature-auto").addEventListener("click", () => {
+    state.temperatureSet = false;
+    $("temperature-auto").hidden = true;
+    autoTemperature();
   });
   $("play").addEventListener("click", () => (state.playing ? stop() : play()));
   $("dl-mid").addEventListener("click", () => download("mid"));
