@@ -266,8 +266,8 @@ def _add_routes(app: FastAPI) -> None:
         state = request.app.state
         data = await read_upload(file)
         given = form.model_dump(exclude_none=True)
-        sampling = SamplingOptions(**{k: given[k] for k in ("temperature", "top_p", "seed", "best_of")
-                                      if k in given})
+        sampling = SamplingOptions(**{k: given[k] for k in
+                                      ("temperature", "top_p", "seed", "best_of") if k in given})
         candidates = form.candidates or DEFAULT_CANDIDATES
 
         def run() -> Response:

@@ -68,8 +68,8 @@ def form_distance(generated: dict, real: dict) -> float:
 
 
 def calibrate(composer, ds: Dataset, split: str = "train", types: Sequence[str] | None = None,
-              temperatures: Sequence[float] = CALIBRATION_TEMPERATURES, samples: int = 200, seed: int = 5000,
-              progress: Callable[[str], None] | None = None) -> dict:
+              temperatures: Sequence[float] = CALIBRATION_TEMPERATURES, samples: int = 200,
+              seed: int = 5000, progress: Callable[[str], None] | None = None) -> dict:
     """Each type's best temperature (`form_distance` to the split's real tunes of the type),
     with every figure behind the choice."""
     rows, chosen = [], {}

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from .clicommon import USER_ERRORS, app, fail, need_torch
-from .requests import CALIBRATION_TEMPERATURES
+from .requests import CALIBRATION_TEMPERATURES, LIMITS
 
 
 @app.command("ingest")
@@ -157,8 +157,9 @@ def _temperatures(text: str) -> list[float]:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a list of numbers such as 0.8,0.9,1.0") from None
-    if not values or not all(0 < t <= 10 for t in values):
-        raise typer.BadParameter("temperatures must be numbers above 0 and at most 10")
+    t0, t1 = LIMITS["temperature"]
+    if not values or not all(t0 < t <= t1 for t in values):
+        raise typer.BadParameter(f"temperatures must be numbers above {t0:g} and at most {t1:g}")
     return values
 
 
@@ -176,7 +177,8 @@ def calibrate_command(
                                      help="Comma-separated temperatures to try."),
     samples: int = typer.Option(200, "--samples", min=1, help="Tunes per type and temperature."),
     seed: int = typer.Option(5000, "--seed", help="Seed of the first tune."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Report only; leave config.json as it is."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Report only; leave config.json as it is."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
 ) -> None:
     """Choose each tune type's sampling temperature: the one whose tunes repeat, echo and end

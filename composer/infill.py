@@ -88,8 +88,10 @@ def infill(composer, melody: Melody, bars: list[tuple[int, int]],
     if not melody.notes:
         raise MusicError("the tune has no notes")
     bars = check_ranges(bars, tune_bars(melody))
-    kind = composer._fragment(melody, None, None)[4]
-    opts = replace(opts, temperature=composer.choices.temperature(opts.temperature, kind))
+    # the tune's type as _fragment resolves it, without encoding the tune for it
+    choices = composer.choices
+    opts = choices.sampling(opts, choices.tune_type(None, melody.tune_type,
+                                                    choices.meter(str(melody.meter))))
     seed = opts.seed_or_new()
     out = []
     for alt in range(count):

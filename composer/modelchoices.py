@@ -3,11 +3,13 @@ defaults and limits, and how a request's or a fragment's labels resolve to the m
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .encoding import Vocab
 from .formplan import DEFAULT_BARS, TypeForms
 from .modelfiles import CheckpointError
 from .music import KEYS, Meter, MusicError, pitch_name
-from .requests import DEFAULT_METER, DEFAULT_TEMPERATURE, LIMITS, ComposeRequest
+from .requests import DEFAULT_METER, DEFAULT_TEMPERATURE, LIMITS, ComposeRequest, SamplingOptions
 from .tunetype import normalize_type
 
 
@@ -111,6 +113,10 @@ class ModelChoices:
             return float(asked)
         return float(self.temperatures.get(tune_type, DEFAULT_TEMPERATURE))
 
+    def sampling(self, opts: SamplingOptions, tune_type: str) -> SamplingOptions:
+        """`opts` with the temperature a tune of this type is drawn at (see temperature)."""
+        return replace(opts, temperature=self.temperature(opts.temperature, tune_type))
+
     def tune_type(self, given: str | None, written: str, meter: Meter) -> str:
         """The type asked for, else the one a file names (R:) if the model knows it, else the
         usual type of the meter."""
@@ -137,8 +143,8 @@ def type_temperatures(config: dict, vocab: Vocab) -> dict[str, float]:
     sampling = config.get("sampling", {})
     given = sampling.get("temperature", {}) if isinstance(sampling, dict) else None
     t0, t1 = LIMITS["temperature"]
-    if not isinstance(given, dict) or not all(
-            k in vocab.types and type(t) in (int, float) and t0 < t <= t1 for k, t in given.items()):
+    if not isinstance(given, dict) or not all(k in vocab.types and type(t) in (int, float)
+                                              and t0 < t <= t1 for k, t in given.items()):
         raise CheckpointError("the model's config.json has an invalid sampling section: "
                               "temperatures must be numbers in "
                               f"({t0:g}, {t1:g}] for the model's tune types")

@@ -141,7 +141,7 @@ class Composer:
         meter = self.choices.meter(req.meter or (self.forms.usual(given_type)["meter"] if given_type
                                           else DEFAULT_METER))
         tune_type = self.choices.tune_type(given_type, "", meter)
-        opts = replace(opts, temperature=self.choices.temperature(opts.temperature, tune_type))
+        opts = self.choices.sampling(opts, tune_type)
         form = self.forms.compose_form(given_type, req.form, req.bars, req.endings)
         try:
             mode = normalize_mode(req.mode)
@@ -221,7 +221,7 @@ class Composer:
         if not frag.notes:
             raise MusicError("the fragment has no notes")
         enc, meter, mode, style, kind = self._fragment(frag, style, tune_type)
-        opts = replace(opts, temperature=self.choices.temperature(opts.temperature, kind))
+        opts = self.choices.sampling(opts, kind)
         bar, start = meter.bar_ticks, enc.start
         first = 1 if start else 0
         frag_ticks = tune_ticks(enc, self.vocab)
