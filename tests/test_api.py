@@ -270,7 +270,7 @@ def test_compose_accepts_aliases_and_any_case(client):
 
 def test_keys_are_offered_and_answered_as_spelled(client, options):
     assert {"F#", "Gb", "C#", "Db", "G#", "D#", "A#", "Cb"} <= set(options["keys"])
-    for key, mode, k_line in (("F#", "major", "K:F#"), ("G#", "minor", "K:G#m"), ("eb", "minor", "K:Ebm")):
+    for key, mode, k_line in (("F#", "major", "K:F#maj"), ("G#", "minor", "K:G#m"), ("eb", "minor", "K:Ebm")):
         r = client.post("/api/compose", json={"bars": 2, "key": key, "mode": mode, "seed": 1})
         assert r.status_code == 200, r.text
         tune = r.json()
@@ -284,7 +284,7 @@ def test_keys_are_offered_and_answered_as_spelled(client, options):
     r = client.post("/api/continue", files=upload(to_midi_bytes(jig_fragment()), "f.mid"),
                     data={"bars": "1", "key": "C#", "seed": "2"})
     assert r.status_code == 200, r.text
-    assert r.json()["key"] == "C#" and "\nK:C#\n" in r.json()["abc"]
+    assert r.json()["key"] == "C#" and "\nK:C#maj\n" in r.json()["abc"]
 
 
 # --- continue and score -------------------------------------------------------------------------

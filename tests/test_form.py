@@ -442,6 +442,9 @@ def test_a_tune_whose_parts_all_close_on_another_note_is_in_that_notes_mode():
     assert "K:Edor" in to_abc([m])
     mixolydian = E_DORIAN.replace(b"K:D", b"K:G").replace(b"dBE2", b"dBD2")
     assert one(mixolydian).melody.key_name() == "D mixolydian"  # C naturals, closes on D
+    no_sixth = E_DORIAN.replace(b"BABc", b"BABd")  # no C sounds: E dorian or E minor
+    assert one(no_sixth).melody.key_name() == "E dorian"  # the mode K:D writes on E
+    assert one(no_sixth.replace(b"K:D", b"K:G")).melody.key_name() == "E minor"
 
 
 def test_the_last_part_s_close_is_the_final_whatever_the_earlier_parts_close_on():
@@ -459,9 +462,45 @@ def test_the_written_key_stands_unless_the_tune_closes_elsewhere(change):
     assert one(E_DORIAN.replace(*change)).melody.key_name() == "D major"
 
 
-def test_a_one_part_tune_keeps_its_key_whatever_note_it_ends_on():
+def test_a_one_part_tune_in_seven_notes_keeps_its_key_whatever_note_it_ends_on():
     m = one(ESSEN[:-len(b"G4z2\n")] + b"B4z2\n").melody
     assert m.last_pitch() % 12 == 11 and m.key_name() == "G major"
+    on_the_fifth = one(ESSEN[:-len(b"G4z2\n")] + b"D4z2\n").melody
+    assert on_the_fifth.key_name() == "G major"  # C is a tenth of its note time: seven notes
+
+
+# A song from Essen's Chinese collection as it writes them: the key field gives the signature's
+# major key (the pentatonic scale's gong, C), and the song keeps to C D E G A, closing on D.
+CHINESE = b"""X:1
+T: Renmin gongshe shizai hao
+R: Xiaodiao
+M: 2/4
+L: 1/16
+K: C
+d4A2c2 | d4d4 | A3cd2g2 | c2A2G4
+A3cd2g2 | d2c4A2 | c3AG2E2 | D8
+"""
+
+
+@pytest.mark.parametrize("close, key", [
+    (b"D8", "D dorian"),  # shang: the mode the signature writes on D
+    (b"G8", "G mixolydian"),  # zhi
+    (b"A8", "A minor"),  # yu
+    (b"E8", "E minor"),  # jue: E phrygian as written, but no F sounds, and minor is a folk mode
+    (b"C8", "C major"),  # gong: the key as written
+])
+def test_a_one_part_pentatonic_tune_is_in_the_mode_its_final_names(close, key):
+    m = one(CHINESE.replace(b"| D8", b"| " + close)).melody
+    assert m.key_name() == key and m.ends_on_tonic() == (key != "C major" or close == b"C8")
+
+
+def test_a_pentatonic_tune_with_more_than_a_trace_of_the_fourth_or_seventh_keeps_its_key():
+    sevens = CHINESE.replace(b"| c2A2G4", b"| B2A2G4").replace(b"| d2c4A2", b"| d2B4A2")
+    assert one(sevens).melody.key_name() == "C major"  # B is a tenth of the note time (6 in 64)
+    phrygian = CHINESE.replace(b"| c3AG2E2 | D8", b"| c3AG2F2 | E8")  # F sounds: E phrygian
+    assert one(phrygian).melody.key_name() == "C major"  # a close away from the tonic
+    trace = CHINESE.replace(b"| c2A2G4", b"| c2A2GF3")  # three sixteenths of F in 64: under 5%
+    assert one(trace).melody.key_name() == "D dorian"
 
 
 def test_a_close_that_would_make_the_tune_lydian_or_phrygian_leaves_the_key():

@@ -355,15 +355,15 @@ def test_wav_without_fluidsynth_says_what_to_install(monkeypatch):
 
 # (tonic name, mode, ABC K:, MusicXML fifths, MIDI key signature, the scale as written)
 SPELLED_KEYS = [
-    ("F#", "major", "K:F#", 6, "F#", "F# G# A# B C# D# E#"),
-    ("Gb", "major", "K:Gb", -6, "Gb", "Gb Ab Bb Cb Db Eb F"),
-    ("C#", "major", "K:C#", 7, "C#", "C# D# E# F# G# A# B#"),
+    ("F#", "major", "K:F#maj", 6, "F#", "F# G# A# B C# D# E#"),
+    ("Gb", "major", "K:Gbmaj", -6, "Gb", "Gb Ab Bb Cb Db Eb F"),
+    ("C#", "major", "K:C#maj", 7, "C#", "C# D# E# F# G# A# B#"),
     ("C#", "mixolydian", "K:C#mix", 6, "F#", "C# D# E# F# G# A# B"),
     ("Eb", "minor", "K:Ebm", -6, "Ebm", "Eb F Gb Ab Bb Cb Db"),
     ("D#", "minor", "K:D#m", 6, "D#m", "D# E# F# G# A# B C#"),
     ("G#", "minor", "K:G#m", 5, "G#m", "G# A# B C# D# E F#"),
     ("A#", "minor", "K:A#m", 7, "A#m", "A# B# C# D# E# F# G#"),
-    ("Cb", "major", "K:Cb", -7, "Cb", "Cb Db Eb Fb Gb Ab Bb"),
+    ("Cb", "major", "K:Cbmaj", -7, "Cb", "Cb Db Eb Fb Gb Ab Bb"),
 ]
 
 

@@ -245,7 +245,9 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], bool,
 
 # --- ABC writing ---------------------------------------------------------------------------------
 
-_ABC_MODE = {"major": "", "minor": "m", "dorian": "dor", "phrygian": "phr", "lydian": "lyd",
+# Major is named too: a bare `K:D` is a signature, which a reader may key by the tune's final
+# (formats.keys.with_final_key), so a D major tune closing on A would read back as A mixolydian.
+_ABC_MODE = {"major": "maj", "minor": "m", "dorian": "dor", "phrygian": "phr", "lydian": "lyd",
              "mixolydian": "mix", "locrian": "loc"}
 
 

@@ -49,31 +49,58 @@ def signature_key(sharps: int, notes: list[Note]) -> tuple[int, str]:
     return estimate_key(notes, candidates=((major, "major"), ((major + 9) % 12, "minor")))
 
 
-# The modes a closing note can give a tune, in the order that settles a tie. The folk modes
-# come first; a close that makes the tune lydian, phrygian or locrian is taken for a close away
-# from the tonic (a tune in G that closes on B), and the key stands.
+# The modes a closing note can give a tune. A close that makes the tune lydian, phrygian or
+# locrian is taken for a close away from the tonic (a tune in G that closes on B), and the key
+# stands; on a tie of note time the folk modes win, then the mode the signature writes, then
+# this order.
 _FINAL_MODES = ("major", "minor", "dorian", "mixolydian")
 _OTHER_MODES = ("lydian", "phrygian", "locrian")
+# At most this share of a one-part tune's note time on its signature's fourth and seventh (F and
+# B under `K:C`), and the tune keeps to the five notes of the pentatonic scale.
+PENTATONIC_SHARE = 0.05
+
+
+def _scale(tonic: int, mode: str) -> frozenset[int]:
+    return frozenset((tonic + step) % 12 for step in MODE_STEPS[mode])
+
+
+def _is_pentatonic(hist: np.ndarray, written: frozenset[int]) -> bool:
+    """The tune keeps to the pentatonic scale of its written signature: next to no note time on
+    the signature's fourth and seventh degrees (the two notes a semitone above another)."""
+    do = next(p for p in range(12) if _scale(p, "major") == written)
+    return hist[(do + 5) % 12] + hist[(do + 11) % 12] <= PENTATONIC_SHARE * hist.sum()
 
 
 def with_final_key(melody: Melody) -> Melody:
     """A tune whose key field gave only a signature (ABC `K:D`, a MusicXML key signature
-    without a mode), keyed by its final, as modal analysis reads a folk tune: when a tune of two
-    parts or more closes (the last part's end, its second ending where it has two) on a pitch
-    class other than the tonic the signature gave, that note is the tonic, in the mode whose
-    scale on it holds most of the tune's note time: E dorian and A mixolydian are both written
-    `K:D` in the Irish collections, and a B minor tune closes its A part on D as often as not.
-    Otherwise (one part, as Essen's songs, whose key field names the tonic; a tune whose written
-    end sends the player back; a close that would make the tune lydian, phrygian or locrian)
-    the key stands."""
+    without a mode), keyed by its final, as modal analysis reads a folk tune: when it closes
+    (the last part's end, its second ending where it has two) on a pitch class other than the
+    tonic the signature gave, that note is the tonic, in the mode whose scale on it holds most of
+    the tune's note time (on a tie, a folk mode, and the one the signature writes).
+
+    - A tune of two parts or more: E dorian and A mixolydian are both written `K:D` in the Irish
+      collections, and a B minor tune closes its A part on D as often as not.
+    - A one-part tune only where it keeps to the pentatonic scale of its signature, whose
+      final names the mode: Essen's Chinese songs write `K:C` for a song in the mode on D (shang),
+      closing on D, and it reads as D dorian. A one-part tune in seven notes keeps its key
+      whatever it ends on: Essen's key field names a German song's tonic, and many close on the
+      third.
+
+    Otherwise (a tune whose written end sends the player back; a close that would make the tune
+    lydian, phrygian or locrian) the key stands."""
     form = melody.form
-    if form is None or len(form.parts) < 2 or form.da_capo:
+    if form is not None and form.da_capo:
         return melody
     close = melody.last_pitch()  # where the last part closes: the end of the written tune
     if close is None or melody.ends_on_tonic():
         return melody
-    final = close % 12
     hist = _histogram(melody.notes)
+    written = _scale(melody.tonic, melody.mode)
+    one_part = form is None or len(form.parts) < 2
+    if one_part and not _is_pentatonic(hist, written):
+        return melody
+    final = close % 12
     mode = max(_FINAL_MODES + _OTHER_MODES,
-               key=lambda m: sum(hist[(final + step) % 12] for step in MODE_STEPS[m]))
+               key=lambda m: (sum(hist[p] for p in _scale(final, m)), m in _FINAL_MODES,
+                              _scale(final, m) == written))
     return replace(melody, tonic=final, mode=mode, tonic_name=None) if mode in _FINAL_MODES else melody
