@@ -447,6 +447,12 @@ def test_a_tune_whose_parts_all_close_on_another_note_is_in_that_notes_mode():
     assert one(no_sixth.replace(b"K:D", b"K:G")).melody.key_name() == "E minor"
 
 
+def test_a_tune_written_by_composer_reads_back_in_its_key_whatever_it_closes_on():
+    as_read = one(E_DORIAN.replace(b"K:D", b"K:Dmaj")).melody  # D major, closing on E
+    abc = to_abc([as_read])
+    assert "\nK:Dmaj\n" in abc and one(abc.encode()).melody.key_name() == "D major"
+
+
 def test_the_last_part_s_close_is_the_final_whatever_the_earlier_parts_close_on():
     a_on_d = E_DORIAN.replace(b"|2 BABc dBE2||", b"|2 BABc dBd2||")
     m = one(a_on_d).melody
