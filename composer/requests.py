@@ -12,8 +12,9 @@ DEFAULT_METER = "4/4"  # of a tune whose type says none
 # The temperature of a tune type the model was not calibrated for (`composer calibrate`): a little
 # sharper than the corpus, so that tunes repeat and cadence more.
 DEFAULT_TEMPERATURE = 0.9
-# The temperatures `composer calibrate` tries for each type.
-CALIBRATION_TEMPERATURES = (0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05)
+# The temperatures `composer calibrate` tries for each type; a type the model learnt from few
+# tunes may need a sharp draw to repeat and close as its real tunes do.
+CALIBRATION_TEMPERATURES = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05)
 
 LIMITS = {"bars": (1, 256), "count": (1, 256), "best_of": (1, 64), "temperature": (0.0, 10.0),
           "top_p": (0.0, 1.0), "pitch": (0, 127), "tempo": (1.0, 1000.0)}
