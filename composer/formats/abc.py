@@ -238,7 +238,8 @@ def _abc_melody(tune: str, limits: ReadLimits) -> tuple[Melody, list[str], bool,
     melody, dropped, from_final = melody_of(
         part, meter, tonic, mode, _abc_tempo(tempo_text),
         tune_type=rhythm.group(1).strip() if rhythm else "", tonic_name=written,
-        da_capo=bool(_GOES_BACK.search(music)), mode_named=named_mode is not None)
+        da_capo=bool(_GOES_BACK.search(music)), mode_named=named_mode is not None,
+        signature=None if written is None else tonic)  # a bare `K:D`: music21 reads D major's
     return melody, dropped, from_final, part.line_starts
 
 

@@ -55,36 +55,41 @@ def signature_key(sharps: int, notes: list[Note]) -> tuple[int, str]:
 # this order.
 _FINAL_MODES = ("major", "minor", "dorian", "mixolydian")
 _OTHER_MODES = ("lydian", "phrygian", "locrian")
-# At most this share of a one-part tune's note time on its signature's fourth and seventh (F and
-# B under `K:C`), and the tune keeps to the five notes of the pentatonic scale.
+# A one-part tune keeps to the pentatonic scale of its signature (C D E G A under `K:C`) when at
+# most this share of its note time falls outside it.
 PENTATONIC_SHARE = 0.05
+# Bars a one-part tune needs before its last note counts as its final: a shorter piece, such as
+# a fragment to continue, stops where its writer stopped.
+PENTATONIC_MIN_BARS = 8
+_PENTATONIC_STEPS = (0, 2, 4, 7, 9)
 
 
 def _scale(tonic: int, mode: str) -> frozenset[int]:
     return frozenset((tonic + step) % 12 for step in MODE_STEPS[mode])
 
 
-def _is_pentatonic(hist: np.ndarray, written: frozenset[int]) -> bool:
-    """The tune keeps to the pentatonic scale of its written signature: next to no note time on
-    the signature's fourth and seventh degrees (the two notes a semitone above another)."""
-    do = next(p for p in range(12) if _scale(p, "major") == written)
-    return hist[(do + 5) % 12] + hist[(do + 11) % 12] <= PENTATONIC_SHARE * hist.sum()
+def _is_pentatonic(hist: np.ndarray, signature: int) -> bool:
+    """The tune keeps to the major pentatonic scale on `signature`, the tonic of the signature's
+    major key: next to no note time on its fourth and seventh or outside it."""
+    inside = sum(hist[(signature + step) % 12] for step in _PENTATONIC_STEPS)
+    return inside >= (1 - PENTATONIC_SHARE) * hist.sum()
 
 
-def with_final_key(melody: Melody) -> Melody:
+def with_final_key(melody: Melody, signature: int | None) -> Melody:
     """A tune whose key field gave only a signature (ABC `K:D`, a MusicXML key signature
-    without a mode), keyed by its final, as modal analysis reads a folk tune: when it closes
-    (the last part's end, its second ending where it has two) on a pitch class other than the
-    tonic the signature gave, that note is the tonic, in the mode whose scale on it holds most of
-    the tune's note time (on a tie, a folk mode, and the one the signature writes).
+    without a mode; `signature` is the tonic of its major key, None where the file gave no key
+    at all), keyed by its final, as modal analysis reads a folk tune: when it closes (the last
+    part's end, its second ending where it has two) on a pitch class other than the tonic the
+    key gave, that note is the tonic, in the mode whose scale on it holds most of the tune's
+    note time (on a tie, a folk mode, and the one the signature writes).
 
     - A tune of two parts or more: E dorian and A mixolydian are both written `K:D` in the Irish
       collections, and a B minor tune closes its A part on D as often as not.
-    - A one-part tune only where it keeps to the pentatonic scale of its signature, whose
-      final names the mode: Essen's Chinese songs write `K:C` for a song in the mode on D (shang),
-      closing on D, and it reads as D dorian. A one-part tune in seven notes keeps its key
-      whatever it ends on: Essen's key field names a German song's tonic, and many close on the
-      third.
+    - A one-part tune of 8 bars or more only where it keeps to the pentatonic scale of its
+      signature, whose final names the mode: Essen's Chinese songs write `K:C` for a song in
+      the mode on D (shang), closing on D, and it reads as D dorian. A one-part tune in seven
+      notes keeps its key whatever it ends on: Essen's key field names a German song's tonic,
+      and many close on the third.
 
     Otherwise (a tune whose written end sends the player back; a close that would make the tune
     lydian, phrygian or locrian) the key stands."""
@@ -95,10 +100,11 @@ def with_final_key(melody: Melody) -> Melody:
     if close is None or melody.ends_on_tonic():
         return melody
     hist = _histogram(melody.notes)
-    written = _scale(melody.tonic, melody.mode)
     one_part = form is None or len(form.parts) < 2
-    if one_part and not _is_pentatonic(hist, written):
+    if one_part and (signature is None or melody.complete_bars() < PENTATONIC_MIN_BARS
+                     or not _is_pentatonic(hist, signature)):
         return melody
+    written = _scale(melody.tonic, melody.mode) if signature is None else _scale(signature, "major")
     final = close % 12
     mode = max(_FINAL_MODES + _OTHER_MODES,
                key=lambda m: (sum(hist[p] for p in _scale(final, m)), m in _FINAL_MODES,

@@ -221,11 +221,12 @@ def best_part(parts: list, meter: Meter, m21, limits: ReadLimits, lines: bool = 
 
 def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float, title: str = "",
               tune_type: str = "", tonic_name: str | None = None, da_capo: bool = False,
-              mode_named: bool = True) -> tuple[Melody, list[str], bool]:
+              mode_named: bool = True, signature: int | None = None
+              ) -> tuple[Melody, list[str], bool]:
     """The melody with its written form (`da_capo`: its written end goes back, see Form), the
     form markers that could not be used, and whether its key was read from its final: where the
     source named no mode (a bare key signature), the tonic and mode may come from where the tune
-    closes (keys.with_final_key)."""
+    closes (keys.with_final_key; `signature`: the tonic of the key signature's major key)."""
     mel = Melody(part.notes, meter, tonic, mode, part.pickup, tempo, title, tune_type=tune_type,
                  tonic_name=tonic_name)
     form, dropped = form_from_marks(part.marks, meter.bar_ticks, mel.start_position,
@@ -233,7 +234,7 @@ def melody_of(part: PartNotes, meter: Meter, tonic: int, mode: str, tempo: float
     form = name_parts(form, part_contents(form, mel.onsets(), mel.notes, meter.bar_ticks,
                                           mel.start_position))
     mel.form = replace(form, da_capo=da_capo)
-    keyed = mel if mode_named else with_final_key(mel)
+    keyed = mel if mode_named else with_final_key(mel, signature)
     return keyed, dropped, keyed is not mel
 
 
@@ -290,7 +291,8 @@ def read_score(data: bytes, suffix: str, name: str, limits: ReadLimits) -> Parse
             (m21.repeat.RepeatExpressionCommand, m21.repeat.Fine)).first() is not None
         melody, dropped, from_final = melody_of(part, meter, tonic, mode, plausible_tempo(bpm),
                                                 title, tonic_name=name, da_capo=goes_back,
-                                                mode_named=bool(named))
+                                                mode_named=bool(named),
+                                                signature=None if ks is None else (7 * ks.sharps) % 12)
         return ParsedTune(melody, 1, title, dropped=dropped, key_from_final=from_final)
     except Skip as e:
         return ParsedTune(None, 1, title, e.reason, e.detail)
