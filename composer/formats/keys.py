@@ -105,8 +105,8 @@ def with_final_key(melody: Melody, signature: int | None) -> Melody:
                      or not _is_pentatonic(hist, signature)):
         return melody
     written = _scale(melody.tonic, melody.mode) if signature is None else _scale(signature, "major")
-    final = close % 12
-    mode = max(_FINAL_MODES + _OTHER_MODES,
-               key=lambda m: (sum(hist[p] for p in _scale(final, m)), m in _FINAL_MODES,
-                              _scale(final, m) == written))
-    return replace(melody, tonic=final, mode=mode, tonic_name=None) if mode in _FINAL_MODES else melody
+    scales = {m: _scale(close % 12, m) for m in _FINAL_MODES + _OTHER_MODES}
+    mode = max(scales, key=lambda m: (sum(hist[p] for p in scales[m]), m in _FINAL_MODES,
+                                      scales[m] == written))
+    return (replace(melody, tonic=close % 12, mode=mode, tonic_name=None)
+            if mode in _FINAL_MODES else melody)
